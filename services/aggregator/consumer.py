@@ -1,0 +1,182 @@
+"""The Kafka side of the aggregator: assignment, the poll loop, flush cadence, shutdown.
+
+Offsets live in Postgres with the aggregates (see ``engine.py``); Kafka's committed
+offsets are written after each flush only so that lag tools show something. On a clean
+stop the last batch is flushed; on a failure nothing more is written, and the next owner
+resumes from what Postgres holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from services.aggregator.engine import Engine
+from services.aggregator.settings import AggregatorSettings
+from services.aggregator.store import Fenced
+
+log = logging.getLogger(__name__)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Flush before partitions go, claim stored offsets when they come.
+
+    aiokafka logs and swallows exceptions raised here, so a failure is stored and the
+    poll loop re-raises it.
+    """
+
+    def __init__(self, loop: AggregatorLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self.loop.on_revoked({tp.partition for tp in revoked})
+        except BaseException as exc:
+            self.loop.failure = exc
+            raise
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self.loop.on_assigned({tp.partition for tp in assigned})
+        except BaseException as exc:
+            self.loop.failure = exc
+            raise
+
+
+class AggregatorLoop:
+    def __init__(self, settings: AggregatorSettings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.topic = settings.events_topic
+        self.failure: BaseException | None = None
+        # Taken around processing and flushing, never around getmany (which runs the listener).
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.aggregator_group,
+            group_instance_id=settings.aggregator_instance_id,
+            client_id=f"supportpulse-aggregator-{settings.aggregator_instance_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.aggregator_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.aggregator_session_timeout_ms // 5, 500),
+            max_poll_interval_ms=300_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+
+    def stop(self) -> None:
+        """Ask for a clean stop: the loop finishes its batch, flushes and leaves."""
+        self._stopping.set()
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.engine.metrics.rebalances.labels("revoked").inc()
+        async with self._lock:
+            await self._flush()
+            self.engine.revoke(partitions)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.engine.metrics.rebalances.labels("assigned").inc()
+        async with self._lock:
+            await self._claim(partitions)
+
+    async def _claim(self, partitions: set[int]) -> None:
+        offsets = await self.engine.store.claim_offsets(partitions)
+        self.engine.assign(offsets)
+        for partition, offset in offsets.items():
+            tp = TopicPartition(self.topic, partition)
+            if offset >= 0:
+                self.consumer.seek(tp, offset)
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("assigned partitions %s at stored offsets %s", sorted(partitions), offsets)
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        clean = False
+        try:
+            self.consumer.subscribe([self.topic], listener=_Listener(self))
+            await self._poll()
+            clean = True
+        finally:
+            try:
+                if clean:
+                    async with self._lock:
+                        await self._flush()
+                    log.info("stopped cleanly after a final flush")
+            finally:
+                await self.consumer.stop()
+
+    async def _poll(self) -> None:
+        interval = self.settings.aggregator_flush_interval_seconds
+        last_flush = last_timers = time.monotonic()
+        while not self._stopping.is_set():
+            if self.failure is not None:
+                raise RuntimeError("rebalance listener failed") from self.failure
+            batch = await self.consumer.getmany(timeout_ms=int(interval * 200), max_records=self.settings.aggregator_max_batch)
+            async with self._lock:
+                records = {tp.partition: recs for tp, recs in batch.items() if tp.topic == self.topic}
+                self._note_positions(records)
+                if records:
+                    await self.engine.process(records)
+                now = time.monotonic()
+                if now - last_timers >= self.settings.aggregator_timer_interval_seconds:
+                    last_timers = now
+                    await self.engine.run_timers()
+                if now - last_flush >= interval or len(self.engine.deltas.counts) > 50_000:
+                    last_flush = now
+                    await self._flush()
+
+    def _note_positions(self, records: dict[int, list[object]]) -> None:
+        now = time.time()
+        for partition, state in self.engine.partitions.items():
+            tp = TopicPartition(self.topic, partition)
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            lag = max(high - state.position, 0) if state.position >= 0 else high
+            state.caught_up = lag <= len(records.get(partition, ()))
+            self.engine.metrics.consumer_lag.labels(str(partition)).set(lag)
+            if records.get(partition) and state.watermark:
+                self.engine.metrics.lag_seconds.observe(max(now - state.watermark, 0.0))
+
+    async def _flush(self) -> None:
+        if not self.engine.pending():
+            return
+        try:
+            committed = await self.engine.flush()
+        except Fenced as exc:
+            self.engine.metrics.fenced.inc()
+            log.warning("fenced: %s; reloading state from Postgres", exc)
+            await self._resync()
+            return
+        except Exception:
+            self.engine.metrics.flush_failures.inc()
+            log.exception("flush failed; dropping unflushed state and resuming from Postgres")
+            await self._resync()
+            return
+        self.engine.metrics.last_flush.set(time.time())
+        if committed:
+            try:
+                await self.consumer.commit({TopicPartition(self.topic, p): o for p, o in committed.items()})
+            except (CommitFailedError, KafkaError) as exc:
+                # Postgres holds the truth; the Kafka commit only feeds lag tools.
+                log.debug("best-effort Kafka commit failed: %s", exc)
+
+    async def _resync(self) -> None:
+        owned = set(self.engine.partitions)
+        self.engine.reset()
+        delay = 0.5
+        while True:
+            try:
+                await self._claim(owned & {tp.partition for tp in self.consumer.assignment()})
+                return
+            except Exception as exc:  # the database may be down for a while: keep trying
+                log.warning("cannot reload offsets yet (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

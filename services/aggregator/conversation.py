@@ -1,0 +1,118 @@
+"""One conversation's (or call's) state, and how an event changes its facts.
+
+The invariant: the facts emitted so far for a conversation always equal
+``replay(timeline)`` plus the clock-driven SLA breach. An event that sorts after
+everything seen (the usual case) is one :meth:`Walk.step`; one that arrives out of
+order, or re-rates a survey, replays the timeline with and without it and emits the
+difference: retractions of facts that no longer hold and the new ones. Duplicates (an
+event id already in the timeline) change nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from typing import Final
+
+import msgspec
+
+from services.aggregator.decode import Step, order_key
+from services.aggregator.walk import Fact, Rules, Walk, minute_of, replay
+
+# A conversation longer than this keeps counting but stops storing its oldest steps'
+# detail; support conversations this long are pathological (loops, spam).
+MAX_TIMELINE: Final = 2000
+
+
+class Conversation(msgspec.Struct, kw_only=True):
+    tenant: str
+    conversation_id: str
+    partition: int
+    timeline: list[Step] = msgspec.field(default_factory=list)
+    walk: Walk = msgspec.field(default_factory=Walk)
+    # The clock-driven first-response breach as emitted, to retract it exactly if it stops holding.
+    breach: Fact | None = None
+
+    def seen(self, event_id: str) -> bool:
+        return any(step.id == event_id for step in self.timeline)
+
+    @property
+    def sla_due_at(self) -> float | None:
+        """When the clock must next look at this conversation (None: nothing pending)."""
+        walk = self.walk
+        if self.breach is not None or walk.sla_deadline is None or walk.first_response_at is not None:
+            return None
+        if walk.first_resolved_at is not None and walk.first_resolved_at <= walk.sla_deadline:
+            return None
+        return walk.sla_deadline
+
+
+class Changes:
+    """Facts to add and to retract, accumulated over a batch."""
+
+    __slots__ = ("added", "retracted")
+
+    def __init__(self) -> None:
+        self.added: list[Fact] = []
+        self.retracted: list[Fact] = []
+
+
+def apply(conv: Conversation, step: Step, rules: Rules, changes: Changes) -> bool:
+    """Add ``step`` to the conversation; False when it was a duplicate."""
+    if conv.seen(step.id):
+        return False
+    key = order_key(step)
+    walk = conv.walk
+    rerated = step.type == "survey.submitted" and step.survey_id is not None and step.survey_id in walk.surveys
+    if (walk.last is None or key > walk.last) and not rerated:
+        conv.timeline.append(step)
+        walk.step(step, key, rules, changes.added)
+    else:
+        _replay_with(conv, step, rules, changes)
+    if len(conv.timeline) > MAX_TIMELINE:
+        del conv.timeline[: len(conv.timeline) - MAX_TIMELINE]
+    return True
+
+
+def _replay_with(conv: Conversation, step: Step, rules: Rules, changes: Changes) -> None:
+    before = [(order_key(s), s) for s in conv.timeline]
+    _, old_facts = replay(before, rules)
+    after = list(before)
+    bisect.insort(after, (order_key(step), step), key=lambda pair: pair[0])
+    walk, new_facts = replay(after, rules)
+    conv.timeline = [s for _, s in after]
+    conv.walk = walk
+    old, new = Counter(old_facts), Counter(new_facts)
+    changes.added.extend((new - old).elements())
+    changes.retracted.extend((old - new).elements())
+
+
+def tick(conv: Conversation, now: float, changes: Changes) -> None:
+    """Bring the clock-driven breach in line with the timeline as of ``now``."""
+    walk = conv.walk
+    minute = walk.sla_breach_minute(now)
+    current = conv.breach
+    if current is not None and current.minute == minute:
+        return
+    if current is not None:
+        changes.retracted.append(current)
+        conv.breach = None
+    if minute is not None:
+        fact = Fact("sla_first_response_breaches", minute, walk.channel, walk.team, walk.agent, walk.labels, 1.0)
+        changes.added.append(fact)
+        conv.breach = fact
+
+
+_state_encoder: Final = msgspec.msgpack.Encoder()
+_state_decoder: Final = msgspec.msgpack.Decoder(Conversation)
+
+
+def dump(conv: Conversation) -> bytes:
+    return _state_encoder.encode(conv)
+
+
+def load(data: bytes) -> Conversation:
+    return _state_decoder.decode(data)
+
+
+__all__ = ["Changes", "Conversation", "apply", "dump", "load", "minute_of", "tick"]

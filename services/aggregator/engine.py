@@ -1,0 +1,240 @@
+"""The aggregator's core: records in, conversation state and bucket deltas out, flushed atomically.
+
+Kafka-agnostic on purpose: the consumer loop (``consumer.py``) hands it records per
+partition and tells it which partitions it owns; everything here is about keeping the
+invariant *what is in Postgres = the effect of every record below the stored offsets,
+exactly once*.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from services.aggregator.conversation import Changes, Conversation, apply, tick
+from services.aggregator.decode import TYPE_ORDER, Step, kafka_decoder
+from services.aggregator.deltas import Deltas
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.settings import AggregatorSettings
+from services.aggregator.store import Quarantined, Store
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+class Record(Protocol):
+    """What the engine needs of a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(slots=True)
+class PartitionState:
+    # The next offset as stored in Postgres: what a flush expects to find there.
+    stored: int
+    # The next offset to process; > stored once records are processed but not yet flushed.
+    position: int
+    # The latest event time seen: the clock of a partition that is catching up.
+    watermark: float = 0.0
+    caught_up: bool = False
+
+
+class Engine:
+    def __init__(self, settings: AggregatorSettings, store: Store, metrics: AggregatorMetrics) -> None:
+        self.settings = settings
+        self.rules = settings.rules
+        self.store = store
+        self.metrics = metrics
+        self.partitions: dict[int, PartitionState] = {}
+        self.conversations: dict[Key, Conversation] = {}
+        self.dirty: dict[Key, Conversation] = {}
+        self.deltas = Deltas()
+        self.quarantined: list[Quarantined] = []
+        self._changes = Changes()
+
+    # ownership -------------------------------------------------------------------------
+
+    def assign(self, offsets: Mapping[int, int]) -> None:
+        for partition, stored in offsets.items():
+            self.partitions[partition] = PartitionState(stored=stored, position=stored)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions (after a flush): their state is in Postgres for the next owner."""
+        gone = set(partitions)
+        for partition in gone:
+            self.partitions.pop(partition, None)
+        self.conversations = {k: c for k, c in self.conversations.items() if c.partition not in gone}
+
+    def reset(self) -> None:
+        """Drop everything not flushed: after a failed or fenced flush, Postgres is the truth."""
+        self.partitions.clear()
+        self.conversations.clear()
+        self.dirty.clear()
+        self.deltas = Deltas()
+        self.quarantined.clear()
+
+    def clock(self, partition: int, now: float) -> float:
+        state = self.partitions.get(partition)
+        if state is None or state.caught_up:
+            return now
+        # While replaying a backlog, deadlines are judged at the events' time, not the wall's,
+        # or replies still in the backlog would be counted as breaches first.
+        return min(now, state.watermark)
+
+    # processing ------------------------------------------------------------------------
+
+    async def process(self, batch: Mapping[int, Sequence[Record]], now: float | None = None) -> int:
+        """Apply a batch; returns the number of events applied (duplicates excluded)."""
+        now = time.time() if now is None else now
+        late_cutoff = now - self.settings.aggregator_late_limit_days * 86400
+        future_cutoff = now + 86400
+        steps: list[tuple[int, Step]] = []
+        for partition, records in batch.items():
+            state = self.partitions.get(partition)
+            if state is None:
+                continue  # fetched before our assignment callback ran (aiokafka #738): not ours yet
+            for record in records:
+                if record.offset < state.position:
+                    continue  # already reflected in Postgres
+                state.position = record.offset + 1
+                step = self._decode(partition, record, late_cutoff, future_cutoff)
+                if step is not None:
+                    steps.append((partition, step))
+                    if step.t > state.watermark:
+                        state.watermark = step.t
+        await self._load_missing({(s.tenant, s.conversation_id) for _, s in steps})
+        applied = 0
+        changes = self._changes
+        for partition, step in steps:
+            key = (step.tenant, step.conversation_id)
+            conv = self.conversations.get(key)
+            if conv is None:
+                conv = Conversation(tenant=step.tenant, conversation_id=step.conversation_id, partition=partition)
+                self.conversations[key] = conv
+            conv.partition = partition
+            if not apply(conv, step, self.rules, changes):
+                self.metrics.duplicates.inc()
+                continue
+            tick(conv, self.clock(partition, now), changes)
+            self._fold(conv.tenant, changes)
+            self.dirty[key] = conv
+            self.metrics.count_event(step.type)
+            applied += 1
+        return applied
+
+    def _decode(self, partition: int, record: Record, late_cutoff: float, future_cutoff: float) -> Step | None:
+        payload = record.value or b""
+        try:
+            step = kafka_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._quarantine("undecodable", partition, record.offset, payload, str(exc))
+            return None
+        if step.type not in TYPE_ORDER:
+            self.metrics.ignored.inc()  # a type this version does not aggregate (e.g. agent status)
+            return None
+        if step.t < late_cutoff:
+            self._quarantine("beyond_retention", partition, record.offset, payload, step.occurred_at.isoformat())
+            return None
+        if step.t > future_cutoff:
+            self._quarantine("future", partition, record.offset, payload, step.occurred_at.isoformat())
+            return None
+        return step
+
+    def _quarantine(self, reason: str, partition: int, offset: int, payload: bytes, detail: str) -> None:
+        log.warning("quarantined %s/%d: %s (%s)", partition, offset, reason, detail[:200])
+        self.metrics.quarantined(reason)
+        self.quarantined.append(Quarantined(reason, partition, offset, payload))
+
+    async def _load_missing(self, keys: Iterable[Key]) -> None:
+        missing = [k for k in set(keys) if k not in self.conversations]
+        for conv in await self.store.load_conversations(missing):
+            self.conversations[(conv.tenant, conv.conversation_id)] = conv
+
+    def _fold(self, tenant: str, changes: Changes) -> None:
+        add = self.deltas.add
+        for fact in changes.added:
+            add(tenant, fact, 1)
+        for fact in changes.retracted:
+            add(tenant, fact, -1)
+        if changes.retracted:
+            self.metrics.retractions.inc(len(changes.retracted))
+        changes.added.clear()
+        changes.retracted.clear()
+
+    async def run_timers(self, now: float | None = None) -> int:
+        """Record breaches whose deadline passed with no event to trigger them; returns how many changed."""
+        now = time.time() if now is None else now
+        if not self.partitions:
+            return 0
+        keys = await self.store.due_conversations(sorted(self.partitions), now)
+        await self._load_missing(keys)
+        changed = 0
+        for key in keys:
+            conv = self.conversations.get(key)
+            if conv is None or conv.partition not in self.partitions:
+                continue
+            tick(conv, self.clock(conv.partition, now), self._changes)
+            if self._changes.added or self._changes.retracted:
+                self._fold(conv.tenant, self._changes)
+                self.dirty[key] = conv
+                changed += 1
+        return changed
+
+    # flushing --------------------------------------------------------------------------
+
+    def pending(self) -> bool:
+        return bool(self.dirty or self.deltas or self.quarantined or any(
+            s.position != s.stored for s in self.partitions.values()
+        ))
+
+    async def flush(self, now: float | None = None) -> dict[int, int]:
+        """Write everything processed since the last flush in one transaction.
+
+        Returns the new next offsets per partition (for the best-effort Kafka commit). Raises
+        ``Fenced`` when another consumer owns a partition now, or the database's error; in
+        both cases nothing was written and the caller must :meth:`reset` and re-seek.
+        """
+        now = time.time() if now is None else now
+        touched = {c.partition for c in self.dirty.values()} | {
+            p for p, s in self.partitions.items() if s.position != s.stored or s.position < 0
+        }
+        offsets = {
+            p: (s.stored, s.position) for p, s in self.partitions.items() if p in touched
+        }
+        if not (offsets or self.dirty or self.deltas or self.quarantined):
+            return {}
+        horizon = int(now - self.settings.aggregator_minute_retention_hours * 3600)
+        count_rows, hist_rows = self.deltas.rows(horizon)
+        started = time.perf_counter()
+        await self.store.flush(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)
+        self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        self.metrics.flushed_rows.inc(len(count_rows) + len(hist_rows))
+        for partition, (_, new) in offsets.items():
+            self.partitions[partition].stored = new
+        self.dirty.clear()
+        self.deltas = Deltas()
+        self.quarantined = []
+        self._evict()
+        return {p: new for p, (old, new) in offsets.items() if new != old and new >= 0}
+
+    def _evict(self) -> None:
+        closed = [k for k, c in self.conversations.items() if c.walk.closed]
+        for key in closed:
+            del self.conversations[key]
+        excess = len(self.conversations) - self.settings.aggregator_max_cached_conversations
+        if excess > 0:
+            # Dicts keep insertion order: the first are the least recently created here.
+            for key in list(self.conversations)[:excess]:
+                del self.conversations[key]
+        self.metrics.cached_conversations.set(len(self.conversations))
+

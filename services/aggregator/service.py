@@ -1,0 +1,61 @@
+"""Start-up and shutdown of the aggregator process (``supportpulse aggregator``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+import asyncpg
+from prometheus_client import CollectorRegistry, start_http_server
+
+from services.aggregator.consumer import AggregatorLoop
+from services.aggregator.engine import Engine
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.settings import AggregatorSettings
+from services.aggregator.store import Store
+from shared.kafka import ensure_topics
+from shared.observability import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def asyncpg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@asynccontextmanager
+async def aggregator(
+    settings: AggregatorSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[AggregatorLoop]:
+    """An aggregator loop with its database pool; the pool is closed on exit."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(settings.database_dsn), min_size=1, max_size=4)
+    try:
+        store = Store(pool, settings.aggregator_group, settings.events_topic)
+        engine = Engine(settings, store, AggregatorMetrics(registry))
+        yield AggregatorLoop(settings, engine)
+    finally:
+        await pool.close()
+
+
+async def serve(settings: AggregatorSettings) -> None:
+    await ensure_topics(settings)
+    async with aggregator(settings) as loop:
+        running = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(sig, loop.stop)
+        log.info(
+            "aggregator %s consuming %s from %s as group %s",
+            settings.aggregator_instance_id, settings.events_topic, settings.kafka_bootstrap,
+            settings.aggregator_group,
+        )
+        await loop.run()
+
+
+def main() -> None:
+    settings = AggregatorSettings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    start_http_server(settings.aggregator_metrics_port, settings.aggregator_metrics_host)
+    asyncio.run(serve(settings))

@@ -1,0 +1,171 @@
+"""Postgres I/O of the aggregator: one transaction per flush, offsets fenced.
+
+The hot path talks to asyncpg directly rather than through SQLAlchemy: array
+parameters with ``unnest`` upsert tens of thousands of rows per round trip, which is
+what keeps a flush within its one-second budget (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from services.aggregator.conversation import Conversation, dump, load
+from services.aggregator.deltas import RowKey
+
+_UPSERT_COUNTS = """
+INSERT INTO kpi_counts AS k (tenant, grain, bucket, metric, channel, team, agent, label, count, sum)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::bigint[], $10::float8[])
+ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label)
+DO UPDATE SET count = k.count + EXCLUDED.count, sum = k.sum + EXCLUDED.sum
+"""
+
+_UPSERT_HIST = """
+INSERT INTO kpi_hist AS h (tenant, grain, bucket, metric, channel, team, agent, label, idx, count)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::int[], $10::bigint[])
+ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label, idx)
+DO UPDATE SET count = h.count + EXCLUDED.count
+"""
+
+_UPSERT_CONVERSATIONS = """
+INSERT INTO conversations AS c (tenant, conversation_id, partition, is_call, channel, team, agent, status,
+                                created_at, queued_at, sla_due_at, closed, state, updated_at)
+SELECT t, cid, p, ic, ch, tm, ag, st, ca, qa, due, cl, s, now()
+FROM unnest($1::text[], $2::text[], $3::int[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::bool[], $13::bytea[])
+     AS u(t, cid, p, ic, ch, tm, ag, st, ca, qa, due, cl, s)
+ON CONFLICT (tenant, conversation_id) DO UPDATE SET
+    partition = EXCLUDED.partition, is_call = EXCLUDED.is_call, channel = EXCLUDED.channel,
+    team = EXCLUDED.team, agent = EXCLUDED.agent, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
+    queued_at = EXCLUDED.queued_at, sla_due_at = EXCLUDED.sla_due_at, closed = EXCLUDED.closed,
+    state = EXCLUDED.state, updated_at = now()
+"""
+
+_FENCED_OFFSETS = """
+UPDATE consumer_offsets AS o SET next_offset = u.new, updated_at = now()
+FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, expected, new)
+WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.p AND o.next_offset = u.expected
+"""
+
+
+class Fenced(Exception):
+    """Another consumer moved our partitions' offsets: we are a zombie and must not write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    reason: str
+    partition: int
+    offset: int
+    payload: bytes
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _columns(rows: Sequence[tuple[RowKey, int, float | int]]) -> list[list[object]]:
+    cols: list[list[object]] = [[] for _ in range(10)]
+    for key, a, b in rows:
+        tenant, grain, bucket, metric, channel, team, agent, label = key
+        for i, value in enumerate(
+            (tenant, grain, datetime.fromtimestamp(bucket, UTC), metric, channel, team, agent, label, a, b)
+        ):
+            cols[i].append(value)
+    return cols
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, group: str, topic: str) -> None:
+        self.pool = pool
+        self.group = group
+        self.topic = topic
+
+    async def claim_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The stored next offset of each partition (-1: never committed, start at the beginning)."""
+        parts = sorted(partitions)
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
+                "SELECT $1, $2, p, -1 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING",
+                self.group, self.topic, parts,
+            )
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets "
+                "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])",
+                self.group, self.topic, parts,
+            )
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def load_conversations(self, keys: Sequence[tuple[str, str]]) -> list[Conversation]:
+        if not keys:
+            return []
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT c.state FROM conversations c JOIN unnest($1::text[], $2::text[]) AS k(t, cid) "
+                "ON c.tenant = k.t AND c.conversation_id = k.cid",
+                [k[0] for k in keys], [k[1] for k in keys],
+            )
+        return [load(r["state"]) for r in rows]
+
+    async def due_conversations(self, partitions: Sequence[int], now: float) -> list[tuple[str, str]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT tenant, conversation_id FROM conversations "
+                "WHERE partition = ANY($1::int[]) AND sla_due_at IS NOT NULL AND sla_due_at <= $2 LIMIT 10000",
+                list(partitions), _ts(now),
+            )
+        return [(r["tenant"], r["conversation_id"]) for r in rows]
+
+    async def flush(
+        self,
+        count_rows: Sequence[tuple[RowKey, int, float]],
+        hist_rows: Sequence[tuple[RowKey, int, int]],
+        conversations: Sequence[Conversation],
+        quarantined: Sequence[Quarantined],
+        offsets: dict[int, tuple[int, int]],
+    ) -> None:
+        """Write one batch atomically; ``offsets`` maps partition → (expected stored, new)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if offsets:
+                parts = sorted(offsets)
+                status = await conn.execute(
+                    _FENCED_OFFSETS, self.group, self.topic, parts,
+                    [offsets[p][0] for p in parts], [offsets[p][1] for p in parts],
+                )
+                updated = int(status.rsplit(" ", 1)[1])
+                if updated != len(parts):
+                    # Raising rolls the whole transaction back: nothing of the batch lands.
+                    raise Fenced(f"offsets of partitions {parts} moved under us ({updated} of {len(parts)} matched)")
+            if count_rows:
+                await conn.execute(_UPSERT_COUNTS, *_columns(count_rows))
+            if hist_rows:
+                await conn.execute(_UPSERT_HIST, *_columns(hist_rows))
+            if conversations:
+                await conn.execute(_UPSERT_CONVERSATIONS, *_conversation_columns(conversations))
+            if quarantined:
+                await conn.executemany(
+                    "INSERT INTO quarantined_events (reason, topic, partition, \"offset\", payload) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    [(q.reason, self.topic, q.partition, q.offset, q.payload) for q in quarantined],
+                )
+
+
+def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[object]]:
+    cols: list[list[object]] = [[] for _ in range(13)]
+    for conv in sorted(conversations, key=lambda c: (c.tenant, c.conversation_id)):
+        walk = conv.walk
+        status = ("in_queue" if walk.in_queue else "done") if walk.is_call else walk.status
+        values = (
+            conv.tenant, conv.conversation_id, conv.partition, walk.is_call, walk.channel, walk.team,
+            walk.agent, status, _ts(walk.created_at if not walk.is_call else walk.queued_at),
+            _ts(walk.queued_at if walk.in_queue else None), _ts(conv.sla_due_at), walk.closed, dump(conv),
+        )
+        for i, value in enumerate(values):
+            cols[i].append(value)
+    return cols

@@ -1,0 +1,118 @@
+"""The tables, as SQLAlchemy Core metadata (the migrations create them; queries use these).
+
+Buckets are additive: a row holds the summed count and sum of one measure for one
+(tenant, grain, bucket start, channel, team/queue, agent, label); ``label`` is '' for the
+row that counts every conversation once, and each label of a conversation gets a row of
+its own besides. Grains are minute (0), hour (1) and UTC day (2).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+GRAIN_MINUTE: Final = 0
+GRAIN_HOUR: Final = 1
+GRAIN_DAY: Final = 2
+GRAIN_SECONDS: Final = {GRAIN_MINUTE: 60, GRAIN_HOUR: 3600, GRAIN_DAY: 86400}
+
+metadata = MetaData()
+
+_BUCKET_KEY = ("tenant", "grain", "bucket", "metric", "channel", "team", "agent", "label")
+
+
+def _bucket_columns() -> list[Column[object]]:
+    return [
+        Column("tenant", Text, nullable=False),
+        Column("grain", SmallInteger, nullable=False),
+        Column("bucket", DateTime(timezone=True), nullable=False),
+        Column("metric", Text, nullable=False),
+        Column("channel", Text, nullable=False),
+        Column("team", Text, nullable=False),
+        Column("agent", Text, nullable=False),
+        Column("label", Text, nullable=False),
+    ]
+
+
+kpi_counts = Table(
+    "kpi_counts",
+    metadata,
+    *_bucket_columns(),
+    Column("count", BigInteger, nullable=False),
+    Column("sum", Double, nullable=False),
+)
+kpi_counts.append_constraint(
+    PrimaryKeyConstraint(*_BUCKET_KEY, name="kpi_counts_pkey")
+)
+
+kpi_hist = Table(
+    "kpi_hist",
+    metadata,
+    *_bucket_columns(),
+    Column("idx", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+)
+kpi_hist.append_constraint(
+    PrimaryKeyConstraint(*_BUCKET_KEY, "idx", name="kpi_hist_pkey")
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("tenant", Text, primary_key=True),
+    Column("conversation_id", Text, primary_key=True),
+    Column("partition", Integer, nullable=False),
+    Column("is_call", Boolean, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("team", Text, nullable=False),
+    Column("agent", Text, nullable=False),
+    Column("status", Text),
+    Column("created_at", DateTime(timezone=True)),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("sla_due_at", DateTime(timezone=True)),
+    Column("closed", Boolean, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("conversations_due", "partition", "sla_due_at", postgresql_where=text("sla_due_at IS NOT NULL")),
+    Index("conversations_live", "tenant", "channel", "team", postgresql_where=text("NOT closed")),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer_group", Text, primary_key=True),
+    Column("topic", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    # The next offset to process; -1 until the group first commits (start at the log's beginning).
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+quarantined_events = Table(
+    "quarantined_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)

@@ -1,0 +1,51 @@
+"""Kafka topics and client settings the services agree on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: CommonSettings) -> list[TopicSpec]:
+    # Events are keyed by conversation, so partitions bound the aggregator's parallelism.
+    durable = {"min.insync.replicas": "1", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    return [
+        TopicSpec(settings.events_topic, settings.events_partitions, durable),
+        TopicSpec(settings.raw_topic, settings.events_partitions, durable),
+        TopicSpec(settings.deadletter_topic, 1, durable),
+    ]
+
+
+async def ensure_topics(settings: CommonSettings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    specs = specs if specs is not None else topic_specs(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topic is there, which is all we need
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
