@@ -1,0 +1,101 @@
+"""The ``supportpulse`` command: run the services and the tools.
+
+This module is the composition root: it imports each service lazily, inside its
+command, so that ``supportpulse --help`` is fast and no service imports another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.stack.cli import app as stack_app
+
+app = typer.Typer(
+    name="supportpulse",
+    help=(
+        "Live customer-support KPIs: vendor webhooks -> Kafka -> aggregator -> Postgres -> API, "
+        "Prometheus and Grafana.\n\n"
+        "Quick start: `supportpulse demo` runs everything with simulated traffic. "
+        "Configuration comes from SUPPORTPULSE_* environment variables (docs/configuration.md); "
+        "the defaults talk to the local stack started by `supportpulse stack up`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(stack_app, name="stack")
+
+
+@app.command()
+def migrate(
+    topics: Annotated[bool, typer.Option(help="Also create the Kafka topics.")] = True,
+) -> None:
+    """Create or upgrade the database schema (Alembic) and the Kafka topics. Idempotent."""
+    from shared.db.migrate import upgrade
+    from shared.kafka import ensure_topics
+    from shared.settings import CommonSettings
+
+    settings = CommonSettings()
+    upgrade(settings.database_dsn)
+    typer.echo("database schema is at the latest revision")
+    if topics:
+        created = asyncio.run(ensure_topics(settings))
+        typer.echo(f"kafka topics ready ({', '.join(created) or 'none new'})")
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest HTTP service (webhooks in, Kafka out) on SUPPORTPULSE_INGEST_PORT (8081)."""
+    from services.ingest.service import main
+
+    main()
+
+
+@app.command()
+def aggregator() -> None:
+    """Run the aggregator (Kafka in, KPI buckets in Postgres out); metrics on :8082."""
+    from services.aggregator.service import main
+
+    main()
+
+
+@app.command()
+def api() -> None:
+    """Run the KPI API and the Prometheus export on SUPPORTPULSE_API_PORT (8080)."""
+    from services.api.service import main
+
+    main()
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="Conversations and calls started per second.")] = 5.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until interrupted.")] = 0.0,
+    tenant: Annotated[str, typer.Option(help="Tenant to send as (must exist in the tenants file).")] = "demo",
+    ingest_url: Annotated[str, typer.Option(help="Base URL of the ingest service.")] = "http://127.0.0.1:8081",
+    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable run.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Write every event sent, as JSON lines, here.")] = None,
+) -> None:
+    """Send realistic Chatwoot, Twilio and Asterisk traffic to the ingest service."""
+    from services.simulator.cli import run
+
+    run(rate=rate, duration=duration, tenant=tenant, ingest_url=ingest_url, seed=seed, record=record)
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Conversations and calls started per second.")] = 3.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
+    prometheus: Annotated[bool, typer.Option(help="Also run Prometheus and Alertmanager.")] = True,
+) -> None:
+    """Run the whole pipeline (stack, ingest, aggregator, API) with simulated traffic and a live summary."""
+    from services.demo import run_demo
+
+    run_demo(rate=rate, duration=duration, with_prometheus=prometheus)
+
+
+def main() -> None:
+    app()

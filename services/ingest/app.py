@@ -1,0 +1,228 @@
+"""The ingest HTTP service: vendor webhooks and canonical events in, Kafka out.
+
+Routes: ``POST /v1/events`` (canonical events, bearer ingest token), ``POST
+/v1/webhooks/{connector}/{tenant}`` (vendor webhooks, each signed its vendor's way),
+``/healthz``, ``/readyz`` (Kafka reachable) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from pydantic import BaseModel, ValidationError
+
+from services.ingest.connectors import CONNECTORS
+from services.ingest.connectors.base import ConnectorError, InvalidPayload, WebhookRequest
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher, Unavailable, raw_record
+from services.ingest.settings import IngestSettings
+from shared.kafka import ensure_topics
+from shared.problems import install_problem_handlers, problem
+from shared.tenants import TenantsConfig, load_tenants
+
+log = logging.getLogger(__name__)
+
+# Connectors authenticated by the tenant's bearer ingest token rather than a vendor signature.
+TOKEN_CONNECTORS = frozenset({"generic", "asterisk"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    tenant: str
+    connector: str
+    config: BaseModel
+    token: bytes | None
+
+
+def build_routes(tenants: TenantsConfig) -> dict[tuple[str, str], Route]:
+    """Validate every tenant's connector sections against the connectors' config classes."""
+    routes: dict[tuple[str, str], Route] = {}
+    for name, tenant in tenants.tenants.items():
+        token = tenant.ingest_token.get_secret_value().encode() if tenant.ingest_token else None
+        for connector, section in tenant.connectors.items():
+            if connector not in CONNECTORS:
+                raise ValueError(f"tenant {name!r}: unknown connector {connector!r} (known: {sorted(CONNECTORS)})")
+            try:
+                config = CONNECTORS[connector][1].model_validate(section)
+            except ValidationError as exc:
+                raise ValueError(f"tenant {name!r}, connector {connector!r}: {exc}") from exc
+            routes[(name, connector)] = Route(name, connector, config, token)
+    return routes
+
+
+class Ingest:
+    """Everything a request needs, built once in the lifespan."""
+
+    def __init__(self, settings: IngestSettings, tenants: TenantsConfig, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.routes = build_routes(tenants)
+        self.tokens = {r.token: r.tenant for r in self.routes.values() if r.token and r.connector == "generic"}
+        self.metrics = IngestMetrics(tuple(CONNECTORS), registry)
+        self.registry = registry
+        self.publisher = Publisher(settings)
+
+    async def handle(self, request: Request, connector: str, tenant: str | None) -> Response:
+        started = time.perf_counter()
+        outcome, response = await self._handle(request, connector, tenant)
+        if connector in CONNECTORS:
+            self.metrics.request(connector, outcome, time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: Request, connector: str, tenant: str | None) -> tuple[str, Response]:
+        if connector not in CONNECTORS:
+            return "unknown_tenant", problem(404, f"unknown connector {connector!r}", reason="unknown-connector")
+        if tenant is None:
+            tenant = self._tenant_of_token(request)
+            if tenant is None:
+                return "unauthorized", problem(
+                    401, "missing or unknown bearer ingest token", reason="unauthorized",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        route = self.routes.get((tenant, connector))
+        if route is None:
+            return "unknown_tenant", problem(
+                404, f"connector {connector!r} is not configured for tenant {tenant!r}", reason="unknown-tenant"
+            )
+        if connector in TOKEN_CONNECTORS and not self._token_ok(request, route):
+            return "unauthorized", problem(
+                401, "missing or wrong bearer ingest token", reason="unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        body = await self._read_body(request)
+        if body is None:
+            return "too_large", problem(
+                413, f"body larger than {self.settings.ingest_max_body_bytes} bytes", reason="too-large"
+            )
+        received_at = datetime.now(UTC)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        webhook = WebhookRequest(tenant, body, headers, str(request.url), received_at)
+        try:
+            mapped = CONNECTORS[connector][0].handle(webhook, route.config)
+        except ConnectorError as exc:
+            if isinstance(exc, InvalidPayload):
+                await self._deadletter(tenant, connector, webhook, exc.detail)
+            return exc.reason, problem(exc.status_code, exc.detail, reason=exc.reason.replace("_", "-"))
+        if len(mapped.events) > self.settings.ingest_max_batch_events:
+            return "too_large", problem(
+                413, f"{len(mapped.events)} events; at most {self.settings.ingest_max_batch_events} per request",
+                reason="too-large",
+            )
+        raw = raw_record(tenant, connector, received_at, webhook.url, headers, body)
+        try:
+            seconds = await self.publisher.publish(mapped.events, raw, partition_key=tenant.encode())
+        except Unavailable as exc:
+            log.warning("kafka unavailable for %s/%s: %s", connector, tenant, exc)
+            return "unavailable", problem(
+                503, "event store unavailable; retry later", reason="unavailable", headers={"Retry-After": "5"}
+            )
+        self.metrics.produce_seconds.observe(seconds)
+        self.metrics.events([e.type for e in mapped.events])
+        self.metrics.ignored(connector, len(mapped.ignored))
+        body_out = {"accepted": len(mapped.events), "ignored": len(mapped.ignored), "ids": [e.id for e in mapped.events]}
+        outcome = "accepted" if mapped.events else "ignored"
+        return outcome, ORJSONResponse(body_out, status_code=202)
+
+    def _tenant_of_token(self, request: Request) -> str | None:
+        presented = _bearer(request)
+        if presented is None:
+            return None
+        for token, tenant in self.tokens.items():
+            if hmac.compare_digest(token, presented):
+                return tenant
+        return None
+
+    @staticmethod
+    def _token_ok(request: Request, route: Route) -> bool:
+        presented = _bearer(request)
+        return route.token is not None and presented is not None and hmac.compare_digest(route.token, presented)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        limit = self.settings.ingest_max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _deadletter(self, tenant: str, connector: str, webhook: WebhookRequest, reason: str) -> None:
+        raw = raw_record(tenant, connector, webhook.received_at, webhook.url, webhook.headers, webhook.body, reason)
+        try:
+            await self.publisher.deadletter(raw)
+        except Exception as exc:  # the caller still gets its 422; the loss is counted
+            self.metrics.deadletter_failures.inc()
+            log.warning("could not dead-letter a rejected %s payload: %s", connector, exc)
+
+
+def _bearer(request: Request) -> bytes | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip().encode() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def create_app(
+    settings: IngestSettings | None = None,
+    tenants: TenantsConfig | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    settings = settings or IngestSettings()
+    tenants = tenants or load_tenants(settings.tenants_file)
+    ingest = Ingest(settings, tenants, registry or DEFAULT_REGISTRY)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        await ingest.publisher.start()
+        log.info("ingest ready: %d tenant/connector routes, publishing to %s", len(ingest.routes), settings.events_topic)
+        try:
+            yield
+        finally:
+            await ingest.publisher.stop()
+
+    app = FastAPI(
+        title="SupportPulse ingest",
+        version="1",
+        lifespan=lifespan,
+        description="Vendor webhooks and canonical events in; a 202 means Kafka has them.",
+    )
+    app.state.ingest = ingest
+    install_problem_handlers(app)
+
+    @app.post("/v1/events", status_code=202, summary="Canonical events (one, a batch, or CloudEvents)")
+    async def post_events(request: Request) -> Response:
+        return await ingest.handle(request, "generic", None)
+
+    @app.post("/v1/webhooks/{connector}/{tenant}", status_code=202, summary="A vendor webhook")
+    async def post_webhook(request: Request, connector: str, tenant: str) -> Response:
+        return await ingest.handle(request, connector, tenant)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: Kafka reachable")
+    async def readyz() -> Response:
+        if await ingest.publisher.ready():
+            return ORJSONResponse({"status": "ready"})
+        return problem(503, "kafka unreachable", reason="unavailable")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(ingest.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

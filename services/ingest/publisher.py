@@ -1,0 +1,109 @@
+"""Publishing to Kafka with the promise: a 2xx means Kafka has the events.
+
+The producer uses acks=all with idempotence, so a retried send cannot duplicate or
+reorder within a partition; a request waits for the acknowledgements of all its events
+(and of its raw payload) before it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from services.ingest.settings import IngestSettings
+from shared.events import Event, encoder
+
+log = logging.getLogger(__name__)
+
+# Headers kept with a raw payload: enough to re-verify and re-map it, nothing secret.
+RAW_HEADERS = (
+    "content-type", "user-agent", "x-chatwoot-delivery", "x-chatwoot-timestamp", "x-chatwoot-signature",
+    "x-twilio-signature", "i-twilio-idempotency-token",
+)
+
+
+class Unavailable(Exception):
+    """Kafka did not acknowledge in time: the caller must answer 503 and the vendor retry."""
+
+
+class RawRecord(msgspec.Struct, omit_defaults=True):
+    tenant: str
+    connector: str
+    received_at: datetime
+    url: str
+    headers: dict[str, str]
+    body_b64: str
+    reason: str | None = None
+
+
+class Publisher:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="supportpulse-ingest",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=settings.ingest_linger_ms,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=int(settings.ingest_produce_timeout_seconds * 1000),
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        await self.producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.producer.stop()
+            self._started = False
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2.0)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
+
+    async def publish(
+        self, events: Sequence[Event], raw: RawRecord | None, *, partition_key: bytes | None = None
+    ) -> float:
+        """Send events and the raw payload; return once all are acknowledged (seconds taken)."""
+        started = time.perf_counter()
+        futures: list[asyncio.Future[object]] = []
+        try:
+            for event in events:
+                futures.append(await self.producer.send(self.settings.events_topic, encoder.encode(event), key=event.key))
+            if raw is not None:
+                futures.append(
+                    await self.producer.send(self.settings.raw_topic, encoder.encode(raw), key=partition_key)
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.ingest_produce_timeout_seconds)
+        except (KafkaError, TimeoutError) as exc:
+            for future in futures:
+                future.cancel()
+            raise Unavailable(str(exc) or type(exc).__name__) from exc
+        return time.perf_counter() - started
+
+    async def deadletter(self, raw: RawRecord) -> None:
+        await asyncio.wait_for(
+            self.producer.send_and_wait(self.settings.deadletter_topic, encoder.encode(raw)),
+            timeout=self.settings.ingest_produce_timeout_seconds,
+        )
+
+
+def raw_record(
+    tenant: str, connector: str, received_at: datetime, url: str, headers: Mapping[str, str], body: bytes,
+    reason: str | None = None,
+) -> RawRecord:
+    kept = {name: headers[name] for name in RAW_HEADERS if name in headers}
+    return RawRecord(tenant, connector, received_at, url, kept, base64.b64encode(body).decode(), reason)

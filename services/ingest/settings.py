@@ -1,0 +1,23 @@
+"""Ingest configuration (``SUPPORTPULSE_INGEST_*``), read once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+from shared.tenants import DEFAULT_FILE
+
+
+class IngestSettings(CommonSettings):
+    tenants_file: Path = DEFAULT_FILE
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8081
+    ingest_workers: int = Field(default=1, ge=1)
+    # A request larger than this is refused with 413 before it is read.
+    ingest_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_max_batch_events: int = Field(default=1000, ge=1)
+    # How long a request waits for Kafka's acknowledgement before answering 503.
+    ingest_produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    ingest_linger_ms: int = Field(default=5, ge=0)

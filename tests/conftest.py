@@ -1,0 +1,84 @@
+"""Fixtures shared by all tests: real, uniquely named databases and Kafka topics.
+
+Nothing stands in for Postgres or Kafka: integration tests get a fresh database built by
+the real Alembic migrations and fresh topics on the local broker, named per test run so
+runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.db.migrate import upgrade
+from shared.settings import CommonSettings
+
+
+def _plain(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> CommonSettings:
+    return CommonSettings()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(base_settings: CommonSettings) -> Iterator[str]:
+    """A database of its own for this test session, at the latest migration (SQLAlchemy URL)."""
+    url = base_settings.database_dsn
+    name = f"supportpulse_test_{uuid.uuid4().hex[:10]}"
+    admin = _plain(url)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(create())
+    test_url = url.rsplit("/", 1)[0] + "/" + name
+    upgrade(test_url)
+    yield test_url
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the session database; the bucket tables are emptied before each test."""
+    conn = await asyncpg.connect(_plain(migrated_database))
+    await conn.execute(
+        "TRUNCATE kpi_counts, kpi_hist, conversations, consumer_offsets, quarantined_events"
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def topic(base_settings: CommonSettings) -> AsyncIterator[str]:
+    """A fresh 6-partition topic, deleted afterwards."""
+    name = f"test.events.{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 6, 1)])
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
