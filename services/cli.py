@@ -75,7 +75,9 @@ def simulate(
     rate: Annotated[float, typer.Option(help="Conversations and calls started per second.")] = 5.0,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until interrupted.")] = 0.0,
     tenant: Annotated[str, typer.Option(help="Tenant to send as (must exist in the tenants file).")] = "demo",
-    ingest_url: Annotated[str, typer.Option(help="Base URL of the ingest service.")] = "http://127.0.0.1:8081",
+    ingest_url: Annotated[
+        str, typer.Option(help="Base URL of the ingest service.")
+    ] = "http://127.0.0.1:8081",
     seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable run.")] = None,
     record: Annotated[Path | None, typer.Option(help="Write every event sent, as JSON lines, here.")] = None,
 ) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -37,7 +38,10 @@ def _start_services(log_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
         log = (log_dir / f"{name}.log").open("ab")
         procs[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "services.cli", name],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
         )
         console.print(f"started [bold]{name}[/] (pid {procs[name].pid}, log {log_dir / f'{name}.log'})")
     return procs
@@ -50,7 +54,9 @@ def _wait_ready(procs: dict[str, subprocess.Popen[bytes]], log_dir: Path, timeou
         while pending:
             for name, url in list(pending.items()):
                 if procs[name].poll() is not None:
-                    raise SystemExit(f"{name} exited with {procs[name].returncode}; see {log_dir / f'{name}.log'}")
+                    raise SystemExit(
+                        f"{name} exited with {procs[name].returncode}; see {log_dir / f'{name}.log'}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(url).status_code == 200:
                         console.print(f"[green]{name} is ready[/] ({url})")
@@ -80,7 +86,14 @@ def _fmt(value: object, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def _summary(kpis: dict[str, object], live: dict[str, object] | None) -> Table:
+def _backlog(live: Any) -> int | None:
+    rows = live.get("backlog_open") if isinstance(live, dict) else None
+    if not isinstance(rows, list):
+        return None
+    return sum(int(row.get("count", 0)) for row in rows if isinstance(row, dict))
+
+
+def _summary(kpis: dict[str, Any], live: Any) -> Table:
     def duration(name: str, stat: str) -> object:
         value = kpis.get(name)
         return value.get(stat) if isinstance(value, dict) else None
@@ -90,18 +103,31 @@ def _summary(kpis: dict[str, object], live: dict[str, object] | None) -> Table:
         return value.get("value") if isinstance(value, dict) else None
 
     table = Table(title="SupportPulse — demo tenant, last 15 minutes", show_header=True)
-    for col in ("received", "handled", "FRT p50", "FRT p90", "resolution p50", "CSAT avg",
-                "abandonment", "service level", "SLA compliance", "backlog"):
+    for col in (
+        "received",
+        "handled",
+        "FRT p50",
+        "FRT p90",
+        "resolution p50",
+        "CSAT avg",
+        "abandonment",
+        "service level",
+        "SLA compliance",
+        "backlog",
+    ):
         table.add_column(col, justify="right")
-    backlog = None
-    if live and isinstance(live.get("backlog_open"), list):
-        backlog = sum(int(r.get("count", 0)) for r in live["backlog_open"])  # type: ignore[union-attr]
+    backlog = _backlog(live)
     table.add_row(
-        _fmt(kpis.get("received")), _fmt(kpis.get("handled")),
-        _fmt(duration("first_response_seconds", "p50"), " s"), _fmt(duration("first_response_seconds", "p90"), " s"),
-        _fmt(duration("resolution_seconds", "p50"), " s"), _fmt(ratio("csat_avg")),
-        _fmt(ratio("abandonment_rate"), "%"), _fmt(ratio("service_level"), "%"),
-        _fmt(ratio("sla_first_response_compliance"), "%"), _fmt(backlog),
+        _fmt(kpis.get("received")),
+        _fmt(kpis.get("handled")),
+        _fmt(duration("first_response_seconds", "p50"), " s"),
+        _fmt(duration("first_response_seconds", "p90"), " s"),
+        _fmt(duration("resolution_seconds", "p50"), " s"),
+        _fmt(ratio("csat_avg")),
+        _fmt(ratio("abandonment_rate"), "%"),
+        _fmt(ratio("service_level"), "%"),
+        _fmt(ratio("sla_first_response_compliance"), "%"),
+        _fmt(backlog),
     )
     return table
 
@@ -131,7 +157,9 @@ async def _traffic(rate: float, duration: float) -> None:
         loop.add_signal_handler(sig, stop.set)
     reporter = asyncio.create_task(_report(stop))
     try:
-        await simulate(rate=rate, duration=duration, tenant="demo", ingest_url="http://127.0.0.1:8081", stop=stop)
+        await simulate(
+            rate=rate, duration=duration, tenant="demo", ingest_url="http://127.0.0.1:8081", stop=stop
+        )
     finally:
         stop.set()
         await reporter
@@ -139,6 +167,7 @@ async def _traffic(rate: float, duration: float) -> None:
 
 def run_demo(rate: float, duration: float, with_prometheus: bool) -> None:
     from services.stack import up
+    from services.stack.paths import StackPaths
     from shared.db.migrate import upgrade
     from shared.kafka import ensure_topics
     from shared.settings import CommonSettings
@@ -149,7 +178,7 @@ def run_demo(rate: float, duration: float, with_prometheus: bool) -> None:
     settings = CommonSettings()
     upgrade(settings.database_dsn)
     asyncio.run(ensure_topics(settings))
-    log_dir = Path(info.log_dir) if hasattr(info, "log_dir") else Path(".stack/logs")
+    log_dir = StackPaths.from_env().logs
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = _start_services(log_dir)
     try:
@@ -159,7 +188,11 @@ def run_demo(rate: float, duration: float, with_prometheus: bool) -> None:
             f"  API        {API}/docs   (key: {API_KEY})\n"
             f"  KPIs       curl -H 'Authorization: Bearer {API_KEY}' '{API}/v1/kpis?tenant=demo&window=15m'\n"
             "  Metrics    http://127.0.0.1:8080/metrics · ingest :8081/metrics · aggregator :8082/metrics\n"
-            + (f"  Prometheus {info.prometheus_url}   Alertmanager {info.alertmanager_url}\n" if with_prometheus else "")
+            + (
+                f"  Prometheus {info.prometheus_url}   Alertmanager {info.alertmanager_url}\n"
+                if with_prometheus
+                else ""
+            )
             + "Ctrl-C stops the services (the stack keeps running: `supportpulse stack down`).\n"
         )
         asyncio.run(_traffic(rate, duration))

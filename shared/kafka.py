@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -39,12 +40,11 @@ async def ensure_topics(settings: CommonSettings, specs: list[TopicSpec] | None 
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            try:
+            # Another process may win the race; the topic is there, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there, which is all we need
             log.info("created topics %s", ", ".join(s.name for s in missing))
         return [s.name for s in missing]
     finally:

@@ -45,17 +45,26 @@ MEASURES: Final[dict[str, Measure]] = {
         _m("conversations_reopened", C, "Moves from resolved back to open or pending."),
         _m("first_resolutions", C, "Conversations resolved for the first time."),
         _m("one_touch_resolutions", C, "First resolutions with at most one public human-agent message."),
-        _m("conversations_abandoned", C,
-           "First resolutions with no public human-agent reply after the customer wrote."),
+        _m(
+            "conversations_abandoned",
+            C,
+            "First resolutions with no public human-agent reply after the customer wrote.",
+        ),
         _m("messages_inbound", C, "Public messages from customers."),
         _m("messages_outbound", C, "Public messages typed by human agents (no bots, automation or notes)."),
         _m("messages_bot", C, "Public messages from bots."),
-        _m("first_response_seconds", D,
-           "From creation (or bot handoff, or the latest reopen before any human reply) to the first "
-           "public human-agent message; once per conversation."),
-        _m("next_reply_seconds", D,
-           "After the first response: from the oldest unanswered customer message to the next public "
-           "human-agent reply."),
+        _m(
+            "first_response_seconds",
+            D,
+            "From creation (or bot handoff, or the latest reopen before any human reply) to the first "
+            "public human-agent message; once per conversation.",
+        ),
+        _m(
+            "next_reply_seconds",
+            D,
+            "After the first response: from the oldest unanswered customer message to the next public "
+            "human-agent reply.",
+        ),
         _m("resolution_seconds", D, "From creation to each resolve."),
         _m("first_resolution_seconds", D, "From creation to the first resolve."),
         _m("calls_offered", C, "Calls that entered a queue (once per call, transfers excluded)."),
@@ -74,8 +83,11 @@ MEASURES: Final[dict[str, Measure]] = {
         _m("nps_detractors", C, "NPS answers of 0 to 6."),
         _m("ces_score", V, "Customer-effort answers on 1–7."),
         _m("sla_first_response_met", C, "First responses within the channel's first-response target."),
-        _m("sla_first_response_breaches", C,
-           "Conversations with no first response by their deadline, recorded in the deadline's minute."),
+        _m(
+            "sla_first_response_breaches",
+            C,
+            "Conversations with no first response by their deadline, recorded in the deadline's minute.",
+        ),
     )
 }
 
@@ -120,7 +132,15 @@ def _ratio(name: str, description: str, num: Terms, den: Terms) -> Kpi:
 
 
 def _average(name: str, measure: str, description: str) -> Kpi:
-    return Kpi(name, KpiKind.AVERAGE, description, "score", ((measure, 1),), (), name.removesuffix("_avg") + "_score_avg")
+    return Kpi(
+        name,
+        KpiKind.AVERAGE,
+        description,
+        "score",
+        ((measure, 1),),
+        (),
+        name.removesuffix("_avg") + "_score_avg",
+    )
 
 
 KPIS: Final[dict[str, Kpi]] = {
@@ -137,40 +157,72 @@ KPIS: Final[dict[str, Kpi]] = {
         _duration("next_reply_seconds"),
         _duration("resolution_seconds"),
         _duration("first_resolution_seconds"),
-        _ratio("one_touch_rate", "First-contact resolution: one-touch first resolutions ÷ first resolutions.",
-               (("one_touch_resolutions", 1),), (("first_resolutions", 1),)),
-        _ratio("reopen_rate", "Reopens ÷ resolutions.",
-               (("conversations_reopened", 1),), (("conversations_resolved", 1),)),
+        _ratio(
+            "one_touch_rate",
+            "First-contact resolution: one-touch first resolutions ÷ first resolutions.",
+            (("one_touch_resolutions", 1),),
+            (("first_resolutions", 1),),
+        ),
+        _ratio(
+            "reopen_rate",
+            "Reopens ÷ resolutions.",
+            (("conversations_reopened", 1),),
+            (("conversations_resolved", 1),),
+        ),
         _count("calls_offered", MEASURES["calls_offered"].description),
         _count("calls_answered", MEASURES["calls_answered"].description),
         _count("calls_abandoned", MEASURES["calls_abandoned"].description),
         _count("calls_short_abandoned", MEASURES["calls_short_abandoned"].description),
         _count("calls_timed_out", MEASURES["calls_timed_out"].description),
-        _ratio("abandonment_rate", "(Abandoned − short abandons) ÷ (offered − short abandons).",
-               (("calls_abandoned", 1), ("calls_short_abandoned", -1)),
-               (("calls_offered", 1), ("calls_short_abandoned", -1))),
-        _ratio("service_level", "Answered within target ÷ (answered + abandoned − short abandons).",
-               (("calls_answered_in_target", 1),),
-               (("calls_answered", 1), ("calls_abandoned", 1), ("calls_short_abandoned", -1))),
+        _ratio(
+            "abandonment_rate",
+            "(Abandoned − short abandons) ÷ (offered − short abandons).",
+            (("calls_abandoned", 1), ("calls_short_abandoned", -1)),
+            (("calls_offered", 1), ("calls_short_abandoned", -1)),
+        ),
+        _ratio(
+            "service_level",
+            "Answered within target ÷ (answered + abandoned − short abandons).",
+            (("calls_answered_in_target", 1),),
+            (("calls_answered", 1), ("calls_abandoned", 1), ("calls_short_abandoned", -1)),
+        ),
         _duration("asa_seconds"),
         _duration("abandon_wait_seconds"),
         _duration("aht_seconds"),
         _count("csat_responses", "CSAT answers (latest per survey).", (("csat_score", 1),)),
         _average("csat_avg", "csat_score", "Mean CSAT score on 1–5."),
-        _ratio("csat_satisfied_rate", "CSAT answers of 4 or 5 ÷ CSAT answers.",
-               (("csat_satisfied", 1),), (("csat_score", 1),)),
-        Kpi("nps", KpiKind.NET_SCORE, "Net promoter score: % promoters (9–10) − % detractors (0–6).", "score",
-            (("nps_promoters", 1), ("nps_detractors", -1)), (("nps_responses", 1),), "nps_score"),
+        _ratio(
+            "csat_satisfied_rate",
+            "CSAT answers of 4 or 5 ÷ CSAT answers.",
+            (("csat_satisfied", 1),),
+            (("csat_score", 1),),
+        ),
+        Kpi(
+            "nps",
+            KpiKind.NET_SCORE,
+            "Net promoter score: % promoters (9–10) − % detractors (0–6).",
+            "score",
+            (("nps_promoters", 1), ("nps_detractors", -1)),
+            (("nps_responses", 1),),
+            "nps_score",
+        ),
         _count("nps_responses", MEASURES["nps_responses"].description),
         _average("ces_avg", "ces_score", "Mean customer-effort score on 1–7."),
-        _count("handled", "Resolutions + answered calls.",
-               (("conversations_resolved", 1), ("calls_answered", 1))),
-        _count("received", "Conversations created + calls offered.",
-               (("conversations_created", 1), ("calls_offered", 1))),
+        _count(
+            "handled", "Resolutions + answered calls.", (("conversations_resolved", 1), ("calls_answered", 1))
+        ),
+        _count(
+            "received",
+            "Conversations created + calls offered.",
+            (("conversations_created", 1), ("calls_offered", 1)),
+        ),
         _count("sla_first_response_breaches", MEASURES["sla_first_response_breaches"].description),
-        _ratio("sla_first_response_compliance", "First responses within target ÷ (those + breaches).",
-               (("sla_first_response_met", 1),),
-               (("sla_first_response_met", 1), ("sla_first_response_breaches", 1))),
+        _ratio(
+            "sla_first_response_compliance",
+            "First responses within target ÷ (those + breaches).",
+            (("sla_first_response_met", 1),),
+            (("sla_first_response_met", 1), ("sla_first_response_breaches", 1)),
+        ),
     )
 }
 

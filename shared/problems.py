@@ -5,18 +5,21 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import orjson
-
 PROBLEM_JSON = "application/problem+json"
 
 
 def problem(
-    status: int, detail: str, *, reason: str | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    detail: str,
+    *,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
     title = HTTPStatus(status).phrase
@@ -44,7 +47,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"field": _location(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")} for e in exc.errors()
+            {"field": _location(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
+            for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return problem(422, detail, reason="invalid", errors=errors)

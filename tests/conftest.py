@@ -61,9 +61,7 @@ def migrated_database(base_settings: CommonSettings) -> Iterator[str]:
 async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the session database; the bucket tables are emptied before each test."""
     conn = await asyncpg.connect(_plain(migrated_database))
-    await conn.execute(
-        "TRUNCATE kpi_counts, kpi_hist, conversations, consumer_offsets, quarantined_events"
-    )
+    await conn.execute("TRUNCATE kpi_counts, kpi_hist, conversations, consumer_offsets, quarantined_events")
     try:
         yield conn
     finally:

@@ -77,7 +77,9 @@ def random_timelines(rnd: Any, count: int, start: datetime = T0, tenant: str = "
     for n in range(count):
         begin = start + timedelta(seconds=rnd.uniform(0, 3 * 3600))
         if rnd.random() < 0.3:
-            t = Timeline(f"call-{n}", tenant=tenant, channel="phone", start=begin).queued(0, queue=rnd.choice("ab"))
+            t = Timeline(f"call-{n}", tenant=tenant, channel="phone", start=begin).queued(
+                0, queue=rnd.choice("ab")
+            )
             wait = rnd.expovariate(1 / 30)
             if rnd.random() < 0.75:
                 t.answered(wait, wait=round(wait, 3), agent=rnd.choice(["u1", "u2", "u3"]))
@@ -86,10 +88,16 @@ def random_timelines(rnd: Any, count: int, start: datetime = T0, tenant: str = "
                 t.abandoned(wait, wait=round(wait, 3))
             out.append(t)
             continue
-        t = Timeline(f"conv-{n}", tenant=tenant, channel=rnd.choice(["chat", "email", "whatsapp"]), start=begin)
+        t = Timeline(
+            f"conv-{n}", tenant=tenant, channel=rnd.choice(["chat", "email", "whatsapp"]), start=begin
+        )
         bot = rnd.random() < 0.3
-        t.created(0, status="pending" if bot else "open", team=rnd.choice(["sales", "support"]),
-                  labels=rnd.sample(["vip", "billing", "bug"], rnd.randint(0, 2)))
+        t.created(
+            0,
+            status="pending" if bot else "open",
+            team=rnd.choice(["sales", "support"]),
+            labels=rnd.sample(["vip", "billing", "bug"], rnd.randint(0, 2)),
+        )
         clock = 0.0
         t.customer(clock)
         if bot:

@@ -118,7 +118,9 @@ class AggregatorLoop:
         while not self._stopping.is_set():
             if self.failure is not None:
                 raise RuntimeError("rebalance listener failed") from self.failure
-            batch = await self.consumer.getmany(timeout_ms=int(interval * 200), max_records=self.settings.aggregator_max_batch)
+            batch = await self.consumer.getmany(
+                timeout_ms=int(interval * 200), max_records=self.settings.aggregator_max_batch
+            )
             async with self._lock:
                 records = {tp.partition: recs for tp, recs in batch.items() if tp.topic == self.topic}
                 self._note_positions(records)

@@ -63,7 +63,9 @@ def apply(conv: Conversation, step: Step, rules: Rules, changes: Changes) -> boo
         return False
     key = order_key(step)
     walk = conv.walk
-    rerated = step.type == "survey.submitted" and step.survey_id is not None and step.survey_id in walk.surveys
+    rerated = (
+        step.type == "survey.submitted" and step.survey_id is not None and step.survey_id in walk.surveys
+    )
     if (walk.last is None or key > walk.last) and not rerated:
         conv.timeline.append(step)
         walk.step(step, key, rules, changes.added)
@@ -98,7 +100,9 @@ def tick(conv: Conversation, now: float, changes: Changes) -> None:
         changes.retracted.append(current)
         conv.breach = None
     if minute is not None:
-        fact = Fact("sla_first_response_breaches", minute, walk.channel, walk.team, walk.agent, walk.labels, 1.0)
+        fact = Fact(
+            "sla_first_response_breaches", minute, walk.channel, walk.team, walk.agent, walk.labels, 1.0
+        )
         changes.added.append(fact)
         conv.breach = fact
 

@@ -42,7 +42,9 @@ class Deltas:
             hkey = (key, bucket_index(fact.value))
             self.hist[hkey] = self.hist.get(hkey, 0) + sign
 
-    def rows(self, minute_horizon: int) -> tuple[list[tuple[RowKey, int, float]], list[tuple[RowKey, int, int]]]:
+    def rows(
+        self, minute_horizon: int
+    ) -> tuple[list[tuple[RowKey, int, float]], list[tuple[RowKey, int, int]]]:
         """Rows to upsert, sorted by key so concurrent flushes lock rows in one order.
 
         Minute rows older than ``minute_horizon`` (epoch seconds) are left out: retention has

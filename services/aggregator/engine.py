@@ -119,7 +119,9 @@ class Engine:
             key = (step.tenant, step.conversation_id)
             conv = self.conversations.get(key)
             if conv is None:
-                conv = Conversation(tenant=step.tenant, conversation_id=step.conversation_id, partition=partition)
+                conv = Conversation(
+                    tenant=step.tenant, conversation_id=step.conversation_id, partition=partition
+                )
                 self.conversations[key] = conv
             conv.partition = partition
             if not apply(conv, step, self.rules, changes):
@@ -132,7 +134,9 @@ class Engine:
             applied += 1
         return applied
 
-    def _decode(self, partition: int, record: Record, late_cutoff: float, future_cutoff: float) -> Step | None:
+    def _decode(
+        self, partition: int, record: Record, late_cutoff: float, future_cutoff: float
+    ) -> Step | None:
         payload = record.value or b""
         try:
             step = kafka_decoder.decode(payload)
@@ -143,7 +147,9 @@ class Engine:
             self.metrics.ignored.inc()  # a type this version does not aggregate (e.g. agent status)
             return None
         if step.t < late_cutoff:
-            self._quarantine("beyond_retention", partition, record.offset, payload, step.occurred_at.isoformat())
+            self._quarantine(
+                "beyond_retention", partition, record.offset, payload, step.occurred_at.isoformat()
+            )
             return None
         if step.t > future_cutoff:
             self._quarantine("future", partition, record.offset, payload, step.occurred_at.isoformat())
@@ -193,9 +199,12 @@ class Engine:
     # flushing --------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        return bool(self.dirty or self.deltas or self.quarantined or any(
-            s.position != s.stored for s in self.partitions.values()
-        ))
+        return bool(
+            self.dirty
+            or self.deltas
+            or self.quarantined
+            or any(s.position != s.stored for s in self.partitions.values())
+        )
 
     async def flush(self, now: float | None = None) -> dict[int, int]:
         """Write everything processed since the last flush in one transaction.
@@ -208,9 +217,7 @@ class Engine:
         touched = {c.partition for c in self.dirty.values()} | {
             p for p, s in self.partitions.items() if s.position != s.stored or s.position < 0
         }
-        offsets = {
-            p: (s.stored, s.position) for p, s in self.partitions.items() if p in touched
-        }
+        offsets = {p: (s.stored, s.position) for p, s in self.partitions.items() if p in touched}
         if not (offsets or self.dirty or self.deltas or self.quarantined):
             return {}
         horizon = int(now - self.settings.aggregator_minute_retention_hours * 3600)
@@ -237,4 +244,3 @@ class Engine:
             for key in list(self.conversations)[:excess]:
                 del self.conversations[key]
         self.metrics.cached_conversations.set(len(self.conversations))
-

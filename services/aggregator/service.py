@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from prometheus_client import CollectorRegistry, start_http_server
@@ -48,7 +48,9 @@ async def serve(settings: AggregatorSettings) -> None:
             running.add_signal_handler(sig, loop.stop)
         log.info(
             "aggregator %s consuming %s from %s as group %s",
-            settings.aggregator_instance_id, settings.events_topic, settings.kafka_bootstrap,
+            settings.aggregator_instance_id,
+            settings.events_topic,
+            settings.kafka_bootstrap,
             settings.aggregator_group,
         )
         await loop.run()

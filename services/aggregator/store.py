@@ -93,12 +93,16 @@ class Store:
             await conn.execute(
                 "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
                 "SELECT $1, $2, p, -1 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING",
-                self.group, self.topic, parts,
+                self.group,
+                self.topic,
+                parts,
             )
             rows = await conn.fetch(
                 "SELECT partition, next_offset FROM consumer_offsets "
                 "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])",
-                self.group, self.topic, parts,
+                self.group,
+                self.topic,
+                parts,
             )
         return {r["partition"]: r["next_offset"] for r in rows}
 
@@ -109,7 +113,8 @@ class Store:
             rows = await conn.fetch(
                 "SELECT c.state FROM conversations c JOIN unnest($1::text[], $2::text[]) AS k(t, cid) "
                 "ON c.tenant = k.t AND c.conversation_id = k.cid",
-                [k[0] for k in keys], [k[1] for k in keys],
+                [k[0] for k in keys],
+                [k[1] for k in keys],
             )
         return [load(r["state"]) for r in rows]
 
@@ -117,8 +122,10 @@ class Store:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT tenant, conversation_id FROM conversations "
-                "WHERE partition = ANY($1::int[]) AND sla_due_at IS NOT NULL AND sla_due_at <= $2 LIMIT 10000",
-                list(partitions), _ts(now),
+                "WHERE partition = ANY($1::int[]) AND sla_due_at IS NOT NULL AND sla_due_at <= $2 "
+                "LIMIT 10000",
+                list(partitions),
+                _ts(now),
             )
         return [(r["tenant"], r["conversation_id"]) for r in rows]
 
@@ -135,13 +142,19 @@ class Store:
             if offsets:
                 parts = sorted(offsets)
                 status = await conn.execute(
-                    _FENCED_OFFSETS, self.group, self.topic, parts,
-                    [offsets[p][0] for p in parts], [offsets[p][1] for p in parts],
+                    _FENCED_OFFSETS,
+                    self.group,
+                    self.topic,
+                    parts,
+                    [offsets[p][0] for p in parts],
+                    [offsets[p][1] for p in parts],
                 )
                 updated = int(status.rsplit(" ", 1)[1])
                 if updated != len(parts):
                     # Raising rolls the whole transaction back: nothing of the batch lands.
-                    raise Fenced(f"offsets of partitions {parts} moved under us ({updated} of {len(parts)} matched)")
+                    raise Fenced(
+                        f"offsets of partitions {parts} moved under us ({updated} of {len(parts)} matched)"
+                    )
             if count_rows:
                 await conn.execute(_UPSERT_COUNTS, *_columns(count_rows))
             if hist_rows:
@@ -150,7 +163,7 @@ class Store:
                 await conn.execute(_UPSERT_CONVERSATIONS, *_conversation_columns(conversations))
             if quarantined:
                 await conn.executemany(
-                    "INSERT INTO quarantined_events (reason, topic, partition, \"offset\", payload) "
+                    'INSERT INTO quarantined_events (reason, topic, partition, "offset", payload) '
                     "VALUES ($1, $2, $3, $4, $5)",
                     [(q.reason, self.topic, q.partition, q.offset, q.payload) for q in quarantined],
                 )
@@ -162,9 +175,19 @@ def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[ob
         walk = conv.walk
         status = ("in_queue" if walk.in_queue else "done") if walk.is_call else walk.status
         values = (
-            conv.tenant, conv.conversation_id, conv.partition, walk.is_call, walk.channel, walk.team,
-            walk.agent, status, _ts(walk.created_at if not walk.is_call else walk.queued_at),
-            _ts(walk.queued_at if walk.in_queue else None), _ts(conv.sla_due_at), walk.closed, dump(conv),
+            conv.tenant,
+            conv.conversation_id,
+            conv.partition,
+            walk.is_call,
+            walk.channel,
+            walk.team,
+            walk.agent,
+            status,
+            _ts(walk.created_at if not walk.is_call else walk.queued_at),
+            _ts(walk.queued_at if walk.in_queue else None),
+            _ts(conv.sla_due_at),
+            walk.closed,
+            dump(conv),
         )
         for i, value in enumerate(values):
             cols[i].append(value)

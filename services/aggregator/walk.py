@@ -95,9 +95,20 @@ class Walk(msgspec.Struct, kw_only=True):
     def backlog(self) -> bool:
         return not self.is_call and self.status in ("open", "pending")
 
-    def _fact(self, out: list[Fact], measure: str, t: float, value: float = 1.0, agent: str | None = None) -> None:
-        out.append(Fact(measure, minute_of(t), self.channel, self.team,
-                        self.agent if agent is None else agent, self.labels, value))
+    def _fact(
+        self, out: list[Fact], measure: str, t: float, value: float = 1.0, agent: str | None = None
+    ) -> None:
+        out.append(
+            Fact(
+                measure,
+                minute_of(t),
+                self.channel,
+                self.team,
+                self.agent if agent is None else agent,
+                self.labels,
+                value,
+            )
+        )
 
     def step(self, ev: Step, key: tuple[float, int, str], rules: Rules, out: list[Fact]) -> None:
         """Apply one event that sorts after every event applied so far."""

@@ -51,7 +51,9 @@ def build_routes(tenants: TenantsConfig) -> dict[tuple[str, str], Route]:
         token = tenant.ingest_token.get_secret_value().encode() if tenant.ingest_token else None
         for connector, section in tenant.connectors.items():
             if connector not in CONNECTORS:
-                raise ValueError(f"tenant {name!r}: unknown connector {connector!r} (known: {sorted(CONNECTORS)})")
+                raise ValueError(
+                    f"tenant {name!r}: unknown connector {connector!r} (known: {sorted(CONNECTORS)})"
+                )
             try:
                 config = CONNECTORS[connector][1].model_validate(section)
             except ValidationError as exc:
@@ -66,7 +68,9 @@ class Ingest:
     def __init__(self, settings: IngestSettings, tenants: TenantsConfig, registry: CollectorRegistry) -> None:
         self.settings = settings
         self.routes = build_routes(tenants)
-        self.tokens = {r.token: r.tenant for r in self.routes.values() if r.token and r.connector == "generic"}
+        self.tokens = {
+            r.token: r.tenant for r in self.routes.values() if r.token and r.connector == "generic"
+        }
         self.metrics = IngestMetrics(tuple(CONNECTORS), registry)
         self.registry = registry
         self.publisher = Publisher(settings)
@@ -80,22 +84,30 @@ class Ingest:
 
     async def _handle(self, request: Request, connector: str, tenant: str | None) -> tuple[str, Response]:
         if connector not in CONNECTORS:
-            return "unknown_tenant", problem(404, f"unknown connector {connector!r}", reason="unknown-connector")
+            return "unknown_tenant", problem(
+                404, f"unknown connector {connector!r}", reason="unknown-connector"
+            )
         if tenant is None:
             tenant = self._tenant_of_token(request)
             if tenant is None:
                 return "unauthorized", problem(
-                    401, "missing or unknown bearer ingest token", reason="unauthorized",
+                    401,
+                    "missing or unknown bearer ingest token",
+                    reason="unauthorized",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         route = self.routes.get((tenant, connector))
         if route is None:
             return "unknown_tenant", problem(
-                404, f"connector {connector!r} is not configured for tenant {tenant!r}", reason="unknown-tenant"
+                404,
+                f"connector {connector!r} is not configured for tenant {tenant!r}",
+                reason="unknown-tenant",
             )
         if connector in TOKEN_CONNECTORS and not self._token_ok(request, route):
             return "unauthorized", problem(
-                401, "missing or wrong bearer ingest token", reason="unauthorized",
+                401,
+                "missing or wrong bearer ingest token",
+                reason="unauthorized",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         body = await self._read_body(request)
@@ -114,7 +126,8 @@ class Ingest:
             return exc.reason, problem(exc.status_code, exc.detail, reason=exc.reason.replace("_", "-"))
         if len(mapped.events) > self.settings.ingest_max_batch_events:
             return "too_large", problem(
-                413, f"{len(mapped.events)} events; at most {self.settings.ingest_max_batch_events} per request",
+                413,
+                f"{len(mapped.events)} events; at most {self.settings.ingest_max_batch_events} per request",
                 reason="too-large",
             )
         raw = raw_record(tenant, connector, received_at, webhook.url, headers, body)
@@ -123,12 +136,19 @@ class Ingest:
         except Unavailable as exc:
             log.warning("kafka unavailable for %s/%s: %s", connector, tenant, exc)
             return "unavailable", problem(
-                503, "event store unavailable; retry later", reason="unavailable", headers={"Retry-After": "5"}
+                503,
+                "event store unavailable; retry later",
+                reason="unavailable",
+                headers={"Retry-After": "5"},
             )
         self.metrics.produce_seconds.observe(seconds)
         self.metrics.events([e.type for e in mapped.events])
         self.metrics.ignored(connector, len(mapped.ignored))
-        body_out = {"accepted": len(mapped.events), "ignored": len(mapped.ignored), "ids": [e.id for e in mapped.events]}
+        body_out = {
+            "accepted": len(mapped.events),
+            "ignored": len(mapped.ignored),
+            "ids": [e.id for e in mapped.events],
+        }
         outcome = "accepted" if mapped.events else "ignored"
         return outcome, ORJSONResponse(body_out, status_code=202)
 
@@ -144,7 +164,9 @@ class Ingest:
     @staticmethod
     def _token_ok(request: Request, route: Route) -> bool:
         presented = _bearer(request)
-        return route.token is not None and presented is not None and hmac.compare_digest(route.token, presented)
+        return (
+            route.token is not None and presented is not None and hmac.compare_digest(route.token, presented)
+        )
 
     async def _read_body(self, request: Request) -> bytes | None:
         limit = self.settings.ingest_max_body_bytes
@@ -161,7 +183,9 @@ class Ingest:
         return b"".join(chunks)
 
     async def _deadletter(self, tenant: str, connector: str, webhook: WebhookRequest, reason: str) -> None:
-        raw = raw_record(tenant, connector, webhook.received_at, webhook.url, webhook.headers, webhook.body, reason)
+        raw = raw_record(
+            tenant, connector, webhook.received_at, webhook.url, webhook.headers, webhook.body, reason
+        )
         try:
             await self.publisher.deadletter(raw)
         except Exception as exc:  # the caller still gets its 422; the loss is counted
@@ -188,7 +212,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
         await ingest.publisher.start()
-        log.info("ingest ready: %d tenant/connector routes, publishing to %s", len(ingest.routes), settings.events_topic)
+        log.info(
+            "ingest ready: %d tenant/connector routes, publishing to %s",
+            len(ingest.routes),
+            settings.events_topic,
+        )
         try:
             yield
         finally:

@@ -2,45 +2,64 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from shared.events import EventType
 
 OUTCOMES = (
-    "accepted", "ignored", "invalid", "bad_signature", "stale_timestamp", "unauthorized",
-    "unsupported_media_type", "too_large", "unknown_tenant", "unavailable",
+    "accepted",
+    "ignored",
+    "invalid",
+    "bad_signature",
+    "stale_timestamp",
+    "unauthorized",
+    "unsupported_media_type",
+    "too_large",
+    "unknown_tenant",
+    "unavailable",
 )
 
 
 class IngestMetrics:
     def __init__(self, connectors: tuple[str, ...], registry: CollectorRegistry | None = None) -> None:
-        kw = {"registry": registry} if registry is not None else {}
+        reg = registry if registry is not None else REGISTRY
         requests = Counter(
-            "supportpulse_ingest_requests_total", "Webhook requests by connector and outcome.",
-            ["connector", "outcome"], **kw,
+            "supportpulse_ingest_requests_total",
+            "Webhook requests by connector and outcome.",
+            ["connector", "outcome"],
+            registry=reg,
         )
         self._requests = {(c, o): requests.labels(c, o) for c in connectors for o in OUTCOMES}
         latency = Histogram(
-            "supportpulse_ingest_request_duration_seconds", "Time to answer a webhook, by connector.",
-            ["connector"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), **kw,
+            "supportpulse_ingest_request_duration_seconds",
+            "Time to answer a webhook, by connector.",
+            ["connector"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=reg,
         )
         self._latency = {c: latency.labels(c) for c in connectors}
         self.produce_seconds = Histogram(
-            "supportpulse_ingest_produce_duration_seconds", "Time until Kafka acknowledged a request's events.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), **kw,
+            "supportpulse_ingest_produce_duration_seconds",
+            "Time until Kafka acknowledged a request's events.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=reg,
         )
-        events = Counter("supportpulse_ingest_events_total", "Events published, by type.", ["type"], **kw)
+        events = Counter(
+            "supportpulse_ingest_events_total", "Events published, by type.", ["type"], registry=reg
+        )
         self._events = {t.value: events.labels(t.value) for t in EventType}
         self._other_events = events.labels("other")
         ignored = Counter(
             "supportpulse_ingest_vendor_events_ignored_total",
             "Vendor events accepted but not mapped (unknown or irrelevant types), by connector.",
-            ["connector"], **kw,
+            ["connector"],
+            registry=reg,
         )
         self._ignored = {c: ignored.labels(c) for c in connectors}
         self.deadletter_failures = Counter(
-            "supportpulse_ingest_deadletter_failures_total", "Rejected payloads that could not be dead-lettered.",
-            **kw,
+            "supportpulse_ingest_deadletter_failures_total",
+            "Rejected payloads that could not be dead-lettered.",
+            registry=reg,
         )
 
     def request(self, connector: str, outcome: str, seconds: float) -> None:

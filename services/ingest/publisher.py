@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 
 # Headers kept with a raw payload: enough to re-verify and re-map it, nothing secret.
 RAW_HEADERS = (
-    "content-type", "user-agent", "x-chatwoot-delivery", "x-chatwoot-timestamp", "x-chatwoot-signature",
-    "x-twilio-signature", "i-twilio-idempotency-token",
+    "content-type",
+    "user-agent",
+    "x-chatwoot-delivery",
+    "x-chatwoot-timestamp",
+    "x-chatwoot-signature",
+    "x-twilio-signature",
+    "i-twilio-idempotency-token",
 )
 
 
@@ -82,12 +87,16 @@ class Publisher:
         futures: list[asyncio.Future[object]] = []
         try:
             for event in events:
-                futures.append(await self.producer.send(self.settings.events_topic, encoder.encode(event), key=event.key))
+                futures.append(
+                    await self.producer.send(self.settings.events_topic, encoder.encode(event), key=event.key)
+                )
             if raw is not None:
                 futures.append(
                     await self.producer.send(self.settings.raw_topic, encoder.encode(raw), key=partition_key)
                 )
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.ingest_produce_timeout_seconds)
+            await asyncio.wait_for(
+                asyncio.gather(*futures), timeout=self.settings.ingest_produce_timeout_seconds
+            )
         except (KafkaError, TimeoutError) as exc:
             for future in futures:
                 future.cancel()
@@ -102,7 +111,12 @@ class Publisher:
 
 
 def raw_record(
-    tenant: str, connector: str, received_at: datetime, url: str, headers: Mapping[str, str], body: bytes,
+    tenant: str,
+    connector: str,
+    received_at: datetime,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
     reason: str | None = None,
 ) -> RawRecord:
     kept = {name: headers[name] for name in RAW_HEADERS if name in headers}

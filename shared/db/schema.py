@@ -58,9 +58,7 @@ kpi_counts = Table(
     Column("count", BigInteger, nullable=False),
     Column("sum", Double, nullable=False),
 )
-kpi_counts.append_constraint(
-    PrimaryKeyConstraint(*_BUCKET_KEY, name="kpi_counts_pkey")
-)
+kpi_counts.append_constraint(PrimaryKeyConstraint(*_BUCKET_KEY, name="kpi_counts_pkey"))
 
 kpi_hist = Table(
     "kpi_hist",
@@ -69,9 +67,7 @@ kpi_hist = Table(
     Column("idx", Integer, nullable=False),
     Column("count", BigInteger, nullable=False),
 )
-kpi_hist.append_constraint(
-    PrimaryKeyConstraint(*_BUCKET_KEY, "idx", name="kpi_hist_pkey")
-)
+kpi_hist.append_constraint(PrimaryKeyConstraint(*_BUCKET_KEY, "idx", name="kpi_hist_pkey"))
 
 conversations = Table(
     "conversations",

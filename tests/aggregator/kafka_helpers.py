@@ -15,8 +15,9 @@ from services.aggregator.settings import AggregatorSettings
 from shared.events import Event, encode
 
 
-def aggregator_settings(database_url: str, topic: str, group: str | None = None, instance: str = "i0",
-                        **overrides: object) -> AggregatorSettings:
+def aggregator_settings(
+    database_url: str, topic: str, group: str | None = None, instance: str = "i0", **overrides: object
+) -> AggregatorSettings:
     return AggregatorSettings(
         database_url=database_url,
         events_topic=topic,
@@ -47,7 +48,8 @@ async def produce(bootstrap: str, topic: str, events: Sequence[Event | bytes]) -
 async def day_totals(db: asyncpg.Connection, grain: int = 2) -> dict[str, tuple[int, float]]:
     rows = await db.fetch(
         "SELECT metric, sum(count)::bigint AS c, sum(sum) AS s FROM kpi_counts "
-        "WHERE grain = $1 AND label = '' GROUP BY metric", grain,
+        "WHERE grain = $1 AND label = '' GROUP BY metric",
+        grain,
     )
     return {r["metric"]: (int(r["c"]), round(float(r["s"]), 6)) for r in rows if r["c"] or r["s"]}
 
@@ -57,17 +59,19 @@ def rounded(totals: dict[str, tuple[int, float]]) -> dict[str, tuple[int, float]
 
 
 async def stored_offsets(db: asyncpg.Connection, group: str) -> int:
-    value = await db.fetchval("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group=$1", group)
+    value = await db.fetchval(
+        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group=$1", group
+    )
     return int(value)
 
 
-async def wait_for(predicate_coro: object, timeout: float = 60.0, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate_coro: object, within: float = 60.0, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + within
     while True:
         if await predicate_coro():  # type: ignore[operator]
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 

@@ -32,8 +32,10 @@ pytestmark = [pytest.mark.integration]
 def same(got: dict[str, tuple[int, float]], want: dict[str, tuple[int, float]]) -> bool:
     if got.keys() != want.keys():
         return False
-    return all(got[k][0] == want[k][0] and math.isclose(got[k][1], want[k][1], rel_tol=1e-9, abs_tol=1e-6)
-               for k in want)
+    return all(
+        got[k][0] == want[k][0] and math.isclose(got[k][1], want[k][1], rel_tol=1e-9, abs_tol=1e-6)
+        for k in want
+    )
 
 
 def expected_totals(events: list) -> dict[str, tuple[int, float]]:  # type: ignore[type-arg]
@@ -54,10 +56,12 @@ async def run_until(settings, db: asyncpg.Connection, want: dict[str, tuple[int,
         async def done() -> bool:
             if task.done():
                 task.result()  # surface a crash
-            return await stored_offsets(db, settings.aggregator_group) >= total and same(await day_totals(db), want)
+            return await stored_offsets(db, settings.aggregator_group) >= total and same(
+                await day_totals(db), want
+            )
 
         try:
-            await wait_for(done, timeout=90)
+            await wait_for(done, within=90)
         finally:
             loop.stop()
             await task
@@ -129,8 +133,11 @@ async def test_restart_without_final_flush_and_with_stale_kafka_commits_counts_o
 
     # The Kafka commits are best effort: rewind them to 0, as if the process died between the
     # database commit and the Kafka commit. Postgres alone must decide where to resume.
-    rewind = AIOKafkaConsumer(bootstrap_servers=base_settings.kafka_bootstrap, group_id=settings.aggregator_group,
-                              enable_auto_commit=False)
+    rewind = AIOKafkaConsumer(
+        bootstrap_servers=base_settings.kafka_bootstrap,
+        group_id=settings.aggregator_group,
+        enable_auto_commit=False,
+    )
     await rewind.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(6)]
@@ -171,7 +178,7 @@ async def test_two_consumers_share_partitions_and_one_leaving_hands_over_exactly
         async def both_own_partitions() -> bool:
             return bool(loop_a.engine.partitions) and bool(loop_b.engine.partitions)
 
-        await wait_for(both_own_partitions, timeout=60)
+        await wait_for(both_own_partitions, within=60)
         assert set(loop_a.engine.partitions).isdisjoint(loop_b.engine.partitions)
         await produce(base_settings.kafka_bootstrap, topic, first)
 
@@ -190,7 +197,7 @@ async def test_two_consumers_share_partitions_and_one_leaving_hands_over_exactly
             return await stored_offsets(db, group) >= len(events) and same(await day_totals(db), want)
 
         try:
-            await wait_for(all_counted, timeout=90)
+            await wait_for(all_counted, within=90)
         finally:
             loop_a.stop()
             await task_a

@@ -97,7 +97,12 @@ def test_breach_is_not_recorded_before_the_deadline_and_is_withdrawn_if_a_timely
 
 
 def test_phone_answered_abandoned_short_abandon_transfer_and_aht() -> None:
-    answered = Timeline("call-1", channel="phone").queued(0).answered(15, wait=15).ended(315, talk=280, hold=20, wrap=30)
+    answered = (
+        Timeline("call-1", channel="phone")
+        .queued(0)
+        .answered(15, wait=15)
+        .ended(315, talk=280, hold=20, wrap=30)
+    )
     slow = Timeline("call-2", channel="phone").queued(0).answered(45, wait=45)
     abandoned = Timeline("call-3", channel="phone").queued(0).abandoned(40, wait=40)
     short = Timeline("call-4", channel="phone").queued(0).abandoned(3, wait=3)
@@ -150,10 +155,25 @@ def test_duplicates_change_nothing() -> None:
 
 def _mixed_timelines() -> list[Timeline]:
     return [
-        Timeline("p1").created(0, status="pending", team="sales").customer(3).bot(4).status(50, "open")
-        .add("conversation.assigned", 55, agent="alice", team="sales").agent(80).customer(90).agent(200)
-        .status(300, "resolved").survey(320, "csat", 4).status(400, "open").agent(410).status(420, "resolved"),
-        Timeline("p2", channel="email").created(0).customer(0).agent(100, private=True).status(4000, "resolved"),
+        Timeline("p1")
+        .created(0, status="pending", team="sales")
+        .customer(3)
+        .bot(4)
+        .status(50, "open")
+        .add("conversation.assigned", 55, agent="alice", team="sales")
+        .agent(80)
+        .customer(90)
+        .agent(200)
+        .status(300, "resolved")
+        .survey(320, "csat", 4)
+        .status(400, "open")
+        .agent(410)
+        .status(420, "resolved"),
+        Timeline("p2", channel="email")
+        .created(0)
+        .customer(0)
+        .agent(100, private=True)
+        .status(4000, "resolved"),
         Timeline("p3", channel="phone").queued(0).answered(12, wait=12).ended(100, talk=80, wrap=8),
         Timeline("p4", channel="phone").queued(0).abandoned(4, wait=4),
     ]

@@ -65,11 +65,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant", "conversation_id"),
     )
     op.create_index(
-        "conversations_due", "conversations", ["partition", "sla_due_at"],
+        "conversations_due",
+        "conversations",
+        ["partition", "sla_due_at"],
         postgresql_where=sa.text("sla_due_at IS NOT NULL"),
     )
     op.create_index(
-        "conversations_live", "conversations", ["tenant", "channel", "team"],
+        "conversations_live",
+        "conversations",
+        ["tenant", "channel", "team"],
         postgresql_where=sa.text("NOT closed"),
     )
     op.create_table(
