@@ -88,7 +88,7 @@ class AggregatorLoop:
     async def _claim(self, partitions: set[int]) -> None:
         offsets = await self.engine.store.claim_offsets(partitions)
         self.engine.assign(offsets)
-        for partition, offset in offsets.items():
+        for partition, (offset, _epoch) in offsets.items():
             tp = TopicPartition(self.topic, partition)
             if offset >= 0:
                 self.consumer.seek(tp, offset)

@@ -44,6 +44,8 @@ class PartitionState:
     stored: int
     # The next offset to process; > stored once records are processed but not yet flushed.
     position: int
+    # The epoch of the stored offsets we claimed; a replay's table swap bumps it and fences us.
+    epoch: int = 0
     # The latest event time seen: the clock of a partition that is catching up.
     watermark: float = 0.0
     caught_up: bool = False
@@ -64,9 +66,9 @@ class Engine:
 
     # ownership -------------------------------------------------------------------------
 
-    def assign(self, offsets: Mapping[int, int]) -> None:
-        for partition, stored in offsets.items():
-            self.partitions[partition] = PartitionState(stored=stored, position=stored)
+    def assign(self, offsets: Mapping[int, tuple[int, int]]) -> None:
+        for partition, (stored, epoch) in offsets.items():
+            self.partitions[partition] = PartitionState(stored=stored, position=stored, epoch=epoch)
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Forget partitions (after a flush): their state is in Postgres for the next owner."""
@@ -217,7 +219,7 @@ class Engine:
         touched = {c.partition for c in self.dirty.values()} | {
             p for p, s in self.partitions.items() if s.position != s.stored or s.position < 0
         }
-        offsets = {p: (s.stored, s.position) for p, s in self.partitions.items() if p in touched}
+        offsets = {p: (s.stored, s.position, s.epoch) for p, s in self.partitions.items() if p in touched}
         if not (offsets or self.dirty or self.deltas or self.quarantined):
             return {}
         horizon = int(now - self.settings.aggregator_minute_retention_hours * 3600)
@@ -226,13 +228,13 @@ class Engine:
         await self.store.flush(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         self.metrics.flushed_rows.inc(len(count_rows) + len(hist_rows))
-        for partition, (_, new) in offsets.items():
+        for partition, (_, new, _epoch) in offsets.items():
             self.partitions[partition].stored = new
         self.dirty.clear()
         self.deltas = Deltas()
         self.quarantined = []
         self._evict()
-        return {p: new for p, (old, new) in offsets.items() if new != old and new >= 0}
+        return {p: new for p, (old, new, _epoch) in offsets.items() if new != old and new >= 0}
 
     def _evict(self) -> None:
         closed = [k for k, c in self.conversations.items() if c.walk.closed]

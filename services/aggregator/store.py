@@ -48,8 +48,9 @@ ON CONFLICT (tenant, conversation_id) DO UPDATE SET
 
 _FENCED_OFFSETS = """
 UPDATE consumer_offsets AS o SET next_offset = u.new, updated_at = now()
-FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, expected, new)
+FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(p, expected, new, epoch)
 WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.p AND o.next_offset = u.expected
+  AND o.epoch = u.epoch
 """
 
 
@@ -86,8 +87,8 @@ class Store:
         self.group = group
         self.topic = topic
 
-    async def claim_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
-        """The stored next offset of each partition (-1: never committed, start at the beginning)."""
+    async def claim_offsets(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """(next offset, epoch) of each partition; offset -1: never committed, start at the beginning."""
         parts = sorted(partitions)
         async with self.pool.acquire() as conn:
             await conn.execute(
@@ -98,13 +99,13 @@ class Store:
                 parts,
             )
             rows = await conn.fetch(
-                "SELECT partition, next_offset FROM consumer_offsets "
+                "SELECT partition, next_offset, epoch FROM consumer_offsets "
                 "WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])",
                 self.group,
                 self.topic,
                 parts,
             )
-        return {r["partition"]: r["next_offset"] for r in rows}
+        return {r["partition"]: (r["next_offset"], r["epoch"]) for r in rows}
 
     async def load_conversations(self, keys: Sequence[tuple[str, str]]) -> list[Conversation]:
         if not keys:
@@ -135,9 +136,9 @@ class Store:
         hist_rows: Sequence[tuple[RowKey, int, int]],
         conversations: Sequence[Conversation],
         quarantined: Sequence[Quarantined],
-        offsets: dict[int, tuple[int, int]],
+        offsets: dict[int, tuple[int, int, int]],
     ) -> None:
-        """Write one batch atomically; ``offsets`` maps partition → (expected stored, new)."""
+        """Write one batch atomically; ``offsets`` maps partition → (expected stored, new, epoch)."""
         async with self.pool.acquire() as conn, conn.transaction():
             if offsets:
                 parts = sorted(offsets)
@@ -148,6 +149,7 @@ class Store:
                     parts,
                     [offsets[p][0] for p in parts],
                     [offsets[p][1] for p in parts],
+                    [offsets[p][2] for p in parts],
                 )
                 updated = int(status.rsplit(" ", 1)[1])
                 if updated != len(parts):

@@ -99,6 +99,8 @@ consumer_offsets = Table(
     # The next offset to process; -1 until the group first commits (start at the log's beginning).
     Column("next_offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped when a replay swaps in rebuilt tables: owners holding an older epoch are fenced.
+    Column("epoch", BigInteger, nullable=False, server_default=text("0")),
 )
 
 quarantined_events = Table(

@@ -60,7 +60,8 @@ def rounded(totals: dict[str, tuple[int, float]]) -> dict[str, tuple[int, float]
 
 async def stored_offsets(db: asyncpg.Connection, group: str) -> int:
     value = await db.fetchval(
-        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group=$1", group
+        "SELECT coalesce(sum(greatest(next_offset, 0)), 0) FROM consumer_offsets WHERE consumer_group=$1",
+        group,
     )
     return int(value)
 

@@ -62,6 +62,11 @@ async def run_until(settings, db: asyncpg.Connection, want: dict[str, tuple[int,
 
         try:
             await wait_for(done, within=90)
+        except AssertionError:
+            print("stored", await stored_offsets(db, settings.aggregator_group), "of", total)
+            print("got ", await day_totals(db))
+            print("want", want)
+            raise
         finally:
             loop.stop()
             await task

@@ -1,0 +1,60 @@
+"""Fencing on the real database: a zombie owner's flush writes nothing at all."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.aggregator.conversation import Conversation
+from services.aggregator.store import Fenced, Store
+
+pytestmark = [pytest.mark.integration]
+
+ROW = (("t1", 2, 1_795_132_800, "conversations_created", "chat", "", "", ""), 1, 1.0)
+
+
+@pytest.fixture
+async def store(migrated_database: str, db: asyncpg.Connection) -> AsyncIterator[Store]:  # db empties tables
+    pool = await asyncpg.create_pool(
+        "postgresql://" + migrated_database.split("://", 1)[1], min_size=1, max_size=2
+    )
+    yield Store(pool, "g1", "events")
+    await pool.close()
+
+
+async def test_flush_moves_offsets_and_writes_everything_in_one_transaction(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    assert await store.claim_offsets([0, 1]) == {0: (-1, 0), 1: (-1, 0)}
+    conv = Conversation(tenant="t1", conversation_id="c1", partition=0)
+    await store.flush([ROW], [], [conv], [], {0: (-1, 10, 0)})
+    assert await store.claim_offsets([0, 1]) == {0: (10, 0), 1: (-1, 0)}
+    assert await db.fetchval("SELECT count FROM kpi_counts") == 1
+    assert [c.conversation_id for c in await store.load_conversations([("t1", "c1")])] == ["c1"]
+
+
+async def test_a_zombie_whose_offsets_moved_is_fenced_and_writes_nothing(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.claim_offsets([0])
+    await store.flush([ROW], [], [], [], {0: (-1, 10, 0)})
+    # The new owner moved on to 25 while we still believe 10 is stored.
+    await db.execute("UPDATE consumer_offsets SET next_offset = 25 WHERE partition = 0")
+    conv = Conversation(tenant="t1", conversation_id="zombie", partition=0)
+    with pytest.raises(Fenced):
+        await store.flush([ROW], [], [conv], [], {0: (10, 40, 0)})
+    assert await db.fetchval("SELECT sum(count) FROM kpi_counts") == 1
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 0
+    assert await db.fetchval("SELECT next_offset FROM consumer_offsets WHERE partition = 0") == 25
+
+
+async def test_an_epoch_bump_fences_even_when_offsets_match(store: Store, db: asyncpg.Connection) -> None:
+    await store.claim_offsets([0])
+    await store.flush([], [], [], [], {0: (-1, 10, 0)})
+    await db.execute("UPDATE consumer_offsets SET epoch = 1 WHERE partition = 0")
+    with pytest.raises(Fenced):
+        await store.flush([ROW], [], [], [], {0: (10, 20, 0)})
+    assert await db.fetchval("SELECT count(*) FROM kpi_counts") == 0
+    assert await store.claim_offsets([0]) == {0: (10, 1)}
