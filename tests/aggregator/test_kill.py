@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 def _start(env: dict[str, str], log: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    return subprocess.Popen(
         [sys.executable, "-m", "services.aggregator"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
