@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from pydantic import BaseModel, ValidationError
@@ -26,7 +27,6 @@ from services.ingest.connectors.base import ConnectorError, InvalidPayload, Webh
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher, Unavailable, raw_record
 from services.ingest.settings import IngestSettings
-from shared.kafka import ensure_topics
 from shared.problems import install_problem_handlers, problem
 from shared.tenants import TenantsConfig, load_tenants
 
@@ -123,7 +123,9 @@ class Ingest:
         except ConnectorError as exc:
             if isinstance(exc, InvalidPayload):
                 await self._deadletter(tenant, connector, webhook, exc.detail)
-            return exc.reason, problem(exc.status_code, exc.detail, reason=exc.reason.replace("_", "-"))
+            # The metric label is the error class's (a fixed set); the finer reason goes to the caller.
+            outcome = type(exc).default_reason
+            return outcome, problem(exc.status_code, exc.detail, reason=exc.reason.replace("_", "-"))
         if len(mapped.events) > self.settings.ingest_max_batch_events:
             return "too_large", problem(
                 413,
@@ -150,7 +152,7 @@ class Ingest:
             "ids": [e.id for e in mapped.events],
         }
         outcome = "accepted" if mapped.events else "ignored"
-        return outcome, ORJSONResponse(body_out, status_code=202)
+        return outcome, _json(body_out, 202)
 
     def _tenant_of_token(self, request: Request) -> str | None:
         presented = _bearer(request)
@@ -193,6 +195,10 @@ class Ingest:
             log.warning("could not dead-letter a rejected %s payload: %s", connector, exc)
 
 
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
 def _bearer(request: Request) -> bytes | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -210,7 +216,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(settings)
         await ingest.publisher.start()
         log.info(
             "ingest ready: %d tenant/connector routes, publishing to %s",
@@ -246,7 +251,7 @@ def create_app(
     @app.get("/readyz", summary="Readiness: Kafka reachable")
     async def readyz() -> Response:
         if await ingest.publisher.ready():
-            return ORJSONResponse({"status": "ready"})
+            return _json({"status": "ready"})
         return problem(503, "kafka unreachable", reason="unavailable")
 
     @app.get("/metrics", include_in_schema=False)

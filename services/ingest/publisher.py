@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from services.ingest.settings import IngestSettings
 from shared.events import Event, encoder
+from shared.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +52,67 @@ class RawRecord(msgspec.Struct, omit_defaults=True):
 
 
 class Publisher:
+    """Owns the Kafka producer; connects in the background so the service starts without Kafka.
+
+    Until the first connection succeeds (and whenever Kafka stops acknowledging), requests
+    get 503 with Retry-After: vendors retry, and nothing is acknowledged that Kafka lacks.
+    """
+
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self.producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
             client_id="supportpulse-ingest",
             acks="all",
             enable_idempotence=True,
-            linger_ms=settings.ingest_linger_ms,
+            linger_ms=self.settings.ingest_linger_ms,
             max_batch_size=256 * 1024,
-            request_timeout_ms=int(settings.ingest_produce_timeout_seconds * 1000),
+            request_timeout_ms=int(self.settings.ingest_produce_timeout_seconds * 1000),
         )
-        self._started = False
 
     async def start(self) -> None:
-        await self.producer.start()
-        self._started = True
+        self._connector = asyncio.create_task(self._connect(), name="kafka-connect")
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            producer = self._new_producer()
+            try:
+                await ensure_topics(self.settings)
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                log.warning(
+                    "kafka not reachable at %s (%s); retrying in %.1fs",
+                    self.settings.kafka_bootstrap,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.producer = producer
+            log.info("connected to kafka at %s", self.settings.kafka_bootstrap)
+            return
 
     async def stop(self) -> None:
-        if self._started:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        if self.producer is not None:
+            # Flushes what is in flight: those requests are still waiting for their answer.
             await self.producer.stop()
-            self._started = False
+            self.producer = None
 
     async def ready(self) -> bool:
+        if self.producer is None:
+            return False
         try:
             await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2.0)
         except (KafkaError, TimeoutError, OSError):
@@ -83,16 +123,19 @@ class Publisher:
         self, events: Sequence[Event], raw: RawRecord | None, *, partition_key: bytes | None = None
     ) -> float:
         """Send events and the raw payload; return once all are acknowledged (seconds taken)."""
+        producer = self.producer
+        if producer is None:
+            raise Unavailable("not connected to Kafka yet")
         started = time.perf_counter()
         futures: list[asyncio.Future[object]] = []
         try:
             for event in events:
                 futures.append(
-                    await self.producer.send(self.settings.events_topic, encoder.encode(event), key=event.key)
+                    await producer.send(self.settings.events_topic, encoder.encode(event), key=event.key)
                 )
             if raw is not None:
                 futures.append(
-                    await self.producer.send(self.settings.raw_topic, encoder.encode(raw), key=partition_key)
+                    await producer.send(self.settings.raw_topic, encoder.encode(raw), key=partition_key)
                 )
             await asyncio.wait_for(
                 asyncio.gather(*futures), timeout=self.settings.ingest_produce_timeout_seconds
@@ -104,6 +147,8 @@ class Publisher:
         return time.perf_counter() - started
 
     async def deadletter(self, raw: RawRecord) -> None:
+        if self.producer is None:
+            raise Unavailable("not connected to Kafka yet")
         await asyncio.wait_for(
             self.producer.send_and_wait(self.settings.deadletter_topic, encoder.encode(raw)),
             timeout=self.settings.ingest_produce_timeout_seconds,
