@@ -287,15 +287,16 @@ async def test_a_batch_with_one_bad_event_publishes_nothing_and_names_it(ingest:
 async def test_kafka_unreachable_means_503_with_retry_after_never_2xx() -> None:
     settings = IngestSettings(kafka_bootstrap="127.0.0.1:1", ingest_produce_timeout_seconds=1)
     app = create_app(settings, TENANTS, CollectorRegistry())
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
-            r = await client.post(
-                "/v1/events", json=[canonical()], headers={"authorization": "Bearer t1-token"}
-            )
-            assert r.status_code == 503
-            assert r.headers["retry-after"] == "5"
-            assert (await client.get("/readyz")).status_code == 503
-            assert (await client.get("/healthz")).status_code == 200
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        r = await client.post("/v1/events", json=[canonical()], headers={"authorization": "Bearer t1-token"})
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert (await client.get("/readyz")).status_code == 503
+        assert (await client.get("/healthz")).status_code == 200
 
 
 def test_raw_record_keeps_no_credentials() -> None:
