@@ -7,6 +7,7 @@ command, so that ``supportpulse --help`` is fast and no service imports another.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +69,43 @@ def api() -> None:
     from services.api.service import main
 
     main()
+
+
+@app.command()
+def replay() -> None:
+    """Rebuild every KPI aggregate from the start of the events topic and swap it in atomically.
+
+    Run it after changing a KPI threshold or SLA target (SUPPORTPULSE_AGGREGATOR_*). Live
+    aggregators keep running: the swap fences them and they resume from the rebuilt state.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from services.aggregator.replay import replay as run_replay
+    from services.aggregator.settings import AggregatorSettings
+    from shared.observability import configure_logging
+
+    settings = AggregatorSettings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    columns = (
+        TextColumn("replaying {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task(settings.events_topic, total=None, rate="-")
+        started = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        result = asyncio.run(run_replay(settings, progress))
+    typer.echo(
+        f"replayed {result.records:,} records ({result.applied:,} events applied) in {result.seconds:.1f}s "
+        f"({result.records / max(result.seconds, 1e-6):,.0f}/s); new tables swapped in"
+    )
 
 
 @app.command()

@@ -37,7 +37,7 @@ def _start_services(log_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
     for name in SERVICES:
         log = (log_dir / f"{name}.log").open("ab")
         procs[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "services.cli", name],
+            [sys.executable, "-m", "services", name],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -49,3 +49,16 @@ async def ensure_topics(settings: CommonSettings, specs: list[TopicSpec] | None 
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; raises ``LookupError`` when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code") or not described.get("partitions"):
+        raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
+    return sorted(int(p["partition"]) for p in described["partitions"])

@@ -33,6 +33,8 @@ GRAIN_DELTA: Final = {GRAIN_MINUTE: MINUTE, GRAIN_HOUR: HOUR, GRAIN_DAY: DAY}
 MAX_SPAN: Final = timedelta(days=400)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLIEST: Final = _EPOCH
+_LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 _DURATION: Final = re.compile(r"(\d{1,6})([mhd])")
 _UNITS: Final = {"m": MINUTE, "h": HOUR, "d": DAY}
 _DAY: Final = re.compile(r"day:(\d{4}-\d{2}-\d{2})")
@@ -119,7 +121,11 @@ def parse_instant(text: str, zone: ZoneInfo, param: str) -> datetime:
         raise WindowError(param, f"{text!r} is not an ISO 8601 date-time such as {example}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    # Bucket arithmetic (rounding up to a day) must stay inside datetime's range.
+    if not _EARLIEST <= value <= _LATEST:
+        raise WindowError(param, f"{text!r} is outside {_EARLIEST.year}–{_LATEST.year}")
+    return value
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -217,8 +223,12 @@ def resolve(
         lo, hi = parse_period(period, zone, now)
         if lo >= live_end:
             raise WindowError("period", f"{period!r} has not started yet")
-        # Local midnights of half-hour zones are off the hour but always on the minute.
         hi = min(hi, live_end)
+        # Midnights of half-hour zones are off the hour but on the minute; only old local mean
+        # times (offsets in seconds, before ~1900) are not, and get rounded out to the minute.
+        aligned_lo, aligned_hi = floor_to(lo, MINUTE), ceil_to(hi, MINUTE)
+        exact = (aligned_lo, aligned_hi) == (lo, hi)
+        lo, hi = aligned_lo, aligned_hi
     else:
         hi = live_end
         lo = hi - parse_duration(window or default, "window")

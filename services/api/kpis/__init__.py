@@ -1,0 +1,1 @@
+"""KPI endpoints: windows of summed buckets, time series and the agent leaderboard."""

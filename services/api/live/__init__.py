@@ -1,0 +1,1 @@
+"""The live view: backlog, queues and SLA clocks from the conversations table."""

@@ -1,0 +1,1 @@
+"""Per-vendor payload builders and signing; :mod:`services.simulator.wire` turns them into requests."""
