@@ -108,6 +108,32 @@ def replay() -> None:
     )
 
 
+@app.command("follow-queue-log")
+def follow_queue_log(  # noqa: S107 - the default token is the local demo tenant's, documented as such
+    path: Annotated[
+        Path, typer.Argument(help="The Asterisk queue_log file (e.g. /var/log/asterisk/queue_log).")
+    ],
+    tenant: Annotated[str, typer.Option(help="Tenant the lines belong to.")] = "demo",
+    token: Annotated[
+        str, typer.Option(envvar="SUPPORTPULSE_FORWARDER_TOKEN", help="The tenant's ingest token.")
+    ] = "demo-ingest-token",
+    ingest_url: Annotated[
+        str, typer.Option(help="Base URL of the ingest service.")
+    ] = "http://127.0.0.1:8081",
+    state_file: Annotated[
+        Path | None, typer.Option(help="Where to remember the position (default: beside the log).")
+    ] = None,
+) -> None:
+    """Follow a queue_log like `tail -F` (rotation and truncation survived) and forward new lines.
+
+    The position is saved only after ingest acknowledged the lines, so nothing is skipped
+    across restarts or outages; a re-sent batch is deduplicated downstream by event id.
+    """
+    from services.forwarder.cli import run
+
+    run(path, tenant, token, ingest_url, state_file)
+
+
 @app.command()
 def simulate(
     rate: Annotated[float, typer.Option(help="Conversations and calls started per second.")] = 5.0,
