@@ -109,14 +109,14 @@ def replay() -> None:
 
 
 @app.command("follow-queue-log")
-def follow_queue_log(  # noqa: S107 - the default token is the local demo tenant's, documented as such
+def follow_queue_log(
     path: Annotated[
         Path, typer.Argument(help="The Asterisk queue_log file (e.g. /var/log/asterisk/queue_log).")
     ],
     tenant: Annotated[str, typer.Option(help="Tenant the lines belong to.")] = "demo",
     token: Annotated[
         str, typer.Option(envvar="SUPPORTPULSE_FORWARDER_TOKEN", help="The tenant's ingest token.")
-    ] = "demo-ingest-token",
+    ] = "demo-ingest-token",  # noqa: S107 - the local demo tenant's token, documented as such
     ingest_url: Annotated[
         str, typer.Option(help="Base URL of the ingest service.")
     ] = "http://127.0.0.1:8081",
