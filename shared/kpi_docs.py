@@ -49,9 +49,14 @@ def _formula(kpi: Kpi) -> str:
 def render() -> str:
     lines = [HEADER, "## KPIs\n", "| KPI | kind | formula | Prometheus | meaning |", "|---|---|---|---|---|"]
     for kpi in KPIS.values():
-        lines.append(
-            f"| `{kpi.name}` | {kpi.kind.value} | {_formula(kpi)} | `supportpulse_{kpi.metric}` | {kpi.description} |"
+        cells = (
+            f"`{kpi.name}`",
+            kpi.kind.value,
+            _formula(kpi),
+            f"`supportpulse_{kpi.metric}`",
+            kpi.description,
         )
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Measures (what the aggregator stores)\n",
