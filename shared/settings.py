@@ -8,10 +8,13 @@ share the ``SUPPORTPULSE_`` prefix; service-specific ones carry the service name
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.tenants import DEFAULT_FILE
 
 LOCAL_DATABASE_URL = "postgresql+asyncpg://supportpulse:supportpulse@127.0.0.1:15432/supportpulse"
 LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
@@ -26,6 +29,11 @@ class CommonSettings(BaseSettings):
     raw_topic: str = "supportpulse.raw"
     deadletter_topic: str = "supportpulse.deadletter"
     events_partitions: int = 6
+    # Tenants, their connector secrets and the API keys (see shared/tenants.py).
+    tenants_file: Path = DEFAULT_FILE
+    # Minute buckets older than this are deleted (hour and day buckets stay); the aggregator
+    # stops writing them and the API stops reading them at the same horizon.
+    minute_retention_hours: float = Field(default=48.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 

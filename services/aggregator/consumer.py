@@ -21,6 +21,10 @@ from services.aggregator.store import Fenced
 
 log = logging.getLogger(__name__)
 
+# Minute buckets past retention are deleted this often (the delete is idempotent, so several
+# aggregators doing it is harmless).
+PURGE_INTERVAL_SECONDS = 600.0
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Flush before partitions go, claim stored offsets when they come.
@@ -115,6 +119,7 @@ class AggregatorLoop:
     async def _poll(self) -> None:
         interval = self.settings.aggregator_flush_interval_seconds
         last_flush = last_timers = time.monotonic()
+        last_purge = 0.0
         while not self._stopping.is_set():
             if self.failure is not None:
                 raise RuntimeError("rebalance listener failed") from self.failure
@@ -130,6 +135,16 @@ class AggregatorLoop:
                 if now - last_timers >= self.settings.aggregator_timer_interval_seconds:
                     last_timers = now
                     await self.engine.run_timers()
+                if now - last_purge >= PURGE_INTERVAL_SECONDS:
+                    last_purge = now
+                    horizon = time.time() - self.settings.minute_retention_hours * 3600
+                    removed = await self.engine.store.purge_minutes(horizon)
+                    if removed:
+                        log.info(
+                            "retention: removed %d minute-bucket rows older than %s",
+                            removed,
+                            time.strftime("%Y-%m-%d %H:%M", time.gmtime(horizon)),
+                        )
                 if now - last_flush >= interval or len(self.engine.deltas.counts) > 50_000:
                     last_flush = now
                     await self._flush()

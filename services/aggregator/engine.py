@@ -222,7 +222,7 @@ class Engine:
         offsets = {p: (s.stored, s.position, s.epoch) for p, s in self.partitions.items() if p in touched}
         if not (offsets or self.dirty or self.deltas or self.quarantined):
             return {}
-        horizon = int(now - self.settings.aggregator_minute_retention_hours * 3600)
+        horizon = int(now - self.settings.minute_retention_hours * 3600)
         count_rows, hist_rows = self.deltas.rows(horizon)
         started = time.perf_counter()
         await self.store.flush(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)

@@ -33,8 +33,6 @@ class AggregatorSettings(CommonSettings):
     aggregator_first_response_targets: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_FIRST_RESPONSE_TARGETS)
     )
-    # Minute buckets older than this are not kept (hour and day buckets are).
-    aggregator_minute_retention_hours: float = Field(default=48.0, gt=0)
     # Events older than this, or more than a day ahead, are quarantined rather than counted.
     aggregator_late_limit_days: float = Field(default=90.0, gt=0)
     aggregator_max_cached_conversations: int = Field(default=200_000, ge=100)

@@ -130,6 +130,14 @@ class Store:
             )
         return [(r["tenant"], r["conversation_id"]) for r in rows]
 
+    async def purge_minutes(self, before: float) -> int:
+        """Delete minute buckets older than ``before`` (epoch seconds); hour and day buckets stay."""
+        cutoff = _ts(before)
+        async with self.pool.acquire() as conn:
+            counts = await conn.execute("DELETE FROM kpi_counts WHERE grain = 0 AND bucket < $1", cutoff)
+            hist = await conn.execute("DELETE FROM kpi_hist WHERE grain = 0 AND bucket < $1", cutoff)
+        return int(counts.rsplit(" ", 1)[1]) + int(hist.rsplit(" ", 1)[1])
+
     async def flush(
         self,
         count_rows: Sequence[tuple[RowKey, int, float]],

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from shared.settings import CommonSettings
-from shared.tenants import DEFAULT_FILE
 from shared.windows import WindowError, parse_duration
 
 
 class ApiSettings(CommonSettings):
-    tenants_file: Path = DEFAULT_FILE
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     # When true, /metrics needs a bearer API key whose `metrics` flag is set.
@@ -30,7 +27,6 @@ class ApiSettings(CommonSettings):
     api_metrics_windows: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["5m", "1h", "24h"])
     # Must match the aggregator's SUPPORTPULSE_AGGREGATOR_MINUTE_RETENTION_HOURS: older
     # windows are answered from hour buckets and flagged approximate.
-    api_minute_retention_hours: float = Field(default=48.0, gt=0)
     api_db_pool_size: int = Field(default=5, ge=1)
 
     @field_validator("api_metrics_windows", mode="before")
@@ -57,4 +53,4 @@ class ApiSettings(CommonSettings):
 
     @property
     def minute_retention(self) -> timedelta:
-        return timedelta(hours=self.api_minute_retention_hours)
+        return timedelta(hours=self.minute_retention_hours)

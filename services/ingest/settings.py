@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from shared.settings import CommonSettings
-from shared.tenants import DEFAULT_FILE
 
 
 class IngestSettings(CommonSettings):
-    tenants_file: Path = DEFAULT_FILE
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8081
     ingest_workers: int = Field(default=1, ge=1)

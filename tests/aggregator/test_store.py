@@ -58,3 +58,23 @@ async def test_an_epoch_bump_fences_even_when_offsets_match(store: Store, db: as
         await store.flush([ROW], [], [], [], {0: (10, 20, 0)})
     assert await db.fetchval("SELECT count(*) FROM kpi_counts") == 0
     assert await store.claim_offsets([0]) == {0: (10, 1)}
+
+
+async def test_purge_removes_only_minute_buckets_older_than_retention(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    old, recent = 1_795_132_800, 1_795_132_800 + 7200
+    rows = [
+        (("t1", 0, old, "calls_offered", "phone", "q", "", ""), 1, 1.0),
+        (("t1", 0, recent, "calls_offered", "phone", "q", "", ""), 1, 1.0),
+        (("t1", 1, old, "calls_offered", "phone", "q", "", ""), 1, 1.0),
+    ]
+    hist = [(("t1", 0, old, "asa_seconds", "phone", "q", "", ""), 150, 1)]
+    await store.claim_offsets([0])
+    await store.flush(rows, hist, [], [], {0: (-1, 1, 0)})
+    assert await store.purge_minutes(before=old + 60) == 2
+    left = await db.fetch(
+        "SELECT grain, extract(epoch FROM bucket)::bigint AS b FROM kpi_counts ORDER BY grain, b"
+    )
+    assert [(r["grain"], r["b"]) for r in left] == [(0, recent), (1, old)]
+    assert await db.fetchval("SELECT count(*) FROM kpi_hist") == 0

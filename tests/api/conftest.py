@@ -79,7 +79,7 @@ def api_settings(url: str, **overrides: Any) -> ApiSettings:
         "database_url": url,
         # The tests refresh the gauges themselves; the background task must not race them.
         "api_metrics_cache_seconds": 3600.0,
-        "api_minute_retention_hours": 48.0,
+        "minute_retention_hours": 48.0,
         "api_metrics_protected": False,
         "api_metrics_per_agent": False,
         "api_metrics_windows": ["5m", "1h", "24h"],

@@ -112,7 +112,7 @@ def test_target_down_alert_fires_after_one_minute(tmp_path: Path) -> None:
     )
     promtool = promtool_binary()
     assert promtool is not None
-    result = subprocess.run(  # noqa: S603 - fixed arguments
+    result = subprocess.run(
         [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
