@@ -48,6 +48,30 @@ def migrate(
 
 
 @app.command()
+def config(
+    markdown: Annotated[
+        bool, typer.Option(help="Print the reference table (docs/configuration.md).")
+    ] = False,
+) -> None:
+    """Show every setting (SUPPORTPULSE_* environment variables) and the value in force; secrets masked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.config_docs import current
+    from services.config_docs import markdown as reference
+
+    if markdown:
+        typer.echo(reference(), nl=False)
+        return
+    table = Table(title="SupportPulse settings in force")
+    for column in ("service", "variable", "value"):
+        table.add_column(column)
+    for row in current():
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command()
 def ingest() -> None:
     """Run the ingest HTTP service (webhooks in, Kafka out) on SUPPORTPULSE_INGEST_PORT (8081)."""
     from services.ingest.service import main
