@@ -34,16 +34,18 @@ DO UPDATE SET count = h.count + EXCLUDED.count
 
 _UPSERT_CONVERSATIONS = """
 INSERT INTO conversations AS c (tenant, conversation_id, partition, is_call, channel, team, agent, status,
-                                created_at, queued_at, sla_due_at, closed, state, updated_at)
-SELECT t, cid, p, ic, ch, tm, ag, st, ca, qa, due, cl, s, now()
+                                created_at, queued_at, sla_due_at, sla_breached_at, closed, state, updated_at)
+SELECT t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, cl, s, now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::bool[], $13::bytea[])
-     AS u(t, cid, p, ic, ch, tm, ag, st, ca, qa, due, cl, s)
+            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bool[],
+            $14::bytea[])
+     AS u(t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, cl, s)
 ON CONFLICT (tenant, conversation_id) DO UPDATE SET
     partition = EXCLUDED.partition, is_call = EXCLUDED.is_call, channel = EXCLUDED.channel,
     team = EXCLUDED.team, agent = EXCLUDED.agent, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
-    queued_at = EXCLUDED.queued_at, sla_due_at = EXCLUDED.sla_due_at, closed = EXCLUDED.closed,
-    state = EXCLUDED.state, updated_at = now()
+    queued_at = EXCLUDED.queued_at, sla_due_at = EXCLUDED.sla_due_at,
+    sla_breached_at = EXCLUDED.sla_breached_at, closed = EXCLUDED.closed, state = EXCLUDED.state,
+    updated_at = now()
 """
 
 _FENCED_OFFSETS = """
@@ -180,7 +182,7 @@ class Store:
 
 
 def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(13)]
+    cols: list[list[object]] = [[] for _ in range(14)]
     for conv in sorted(conversations, key=lambda c: (c.tenant, c.conversation_id)):
         walk = conv.walk
         status = ("in_queue" if walk.in_queue else "done") if walk.is_call else walk.status
@@ -196,6 +198,7 @@ def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[ob
             _ts(walk.created_at if not walk.is_call else walk.queued_at),
             _ts(walk.queued_at if walk.in_queue else None),
             _ts(conv.sla_due_at),
+            _ts(walk.sla_deadline if conv.breach is not None and walk.first_response_at is None else None),
             walk.closed,
             dump(conv),
         )

@@ -83,6 +83,8 @@ conversations = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("queued_at", DateTime(timezone=True)),
     Column("sla_due_at", DateTime(timezone=True)),
+    # The deadline of a recorded breach while the first reply is still awaited (live view).
+    Column("sla_breached_at", DateTime(timezone=True)),
     Column("closed", Boolean, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -302,11 +302,27 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
         created: datetime | None = None,
         queued: datetime | None = None,
         due: datetime | None = None,
+        breached: datetime | None = None,
         closed: bool = False,
         state: bytes = empty,
     ) -> None:
         rows.append(
-            (tenant, cid, 0, is_call, channel, team, agent, status, created, queued, due, closed, state)
+            (
+                tenant,
+                cid,
+                0,
+                is_call,
+                channel,
+                team,
+                agent,
+                status,
+                created,
+                queued,
+                due,
+                breached,
+                closed,
+                state,
+            )
         )
 
     s = timedelta(seconds=1)
@@ -332,6 +348,8 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
         conv, state = _state(story, NOW)
         walk = conv.walk
         due = conv.sla_due_at
+        waiting = conv.breach is not None and walk.first_response_at is None
+        breached = datetime.fromtimestamp(walk.sla_deadline, UTC) if waiting and walk.sla_deadline else None
         row(
             "acme",
             conv.conversation_id,
@@ -341,12 +359,13 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
             status=walk.status,
             created=datetime.fromtimestamp(walk.created_at or 0, UTC),
             due=None if due is None else datetime.fromtimestamp(due, UTC),
+            breached=breached,
             closed=walk.closed,
             state=state,
         )
     await conn.executemany(
         "INSERT INTO conversations (tenant, conversation_id, partition, is_call, channel, team, agent, "
-        "status, created_at, queued_at, sla_due_at, closed, state) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "status, created_at, queued_at, sla_due_at, sla_breached_at, closed, state) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         rows,
     )

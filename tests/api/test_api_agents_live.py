@@ -79,12 +79,13 @@ async def test_live(api: Api) -> None:
             {"queue": "support-line", "calls": 1, "longest_wait_seconds": 10.0},
         ],
     }
-    # c-open-2's deadline passed 30 s ago (breach not recorded yet); c-open-1's is in 2 minutes.
-    # The closed conversation and c-breach (breach recorded, deadline cleared) do not count.
+    # c-open-2's deadline passed 30 s ago (breach not recorded yet) and c-breach's breach is
+    # recorded with no reply yet: both breach now. c-open-1's deadline is in 2 minutes.
+    # The closed conversation does not count.
     assert body["sla"] == {
-        "breaching_now": 1,
+        "breaching_now": 2,
         "at_risk": 1,
-        "groups": [{"channel": "chat", "team": "support", "breaching_now": 1, "at_risk": 1}],
+        "groups": [{"channel": "chat", "team": "support", "breaching_now": 2, "at_risk": 1}],
     }
 
 

@@ -105,7 +105,7 @@ async def test_kpi_gauges(api: Api, app: FastAPI) -> None:
     assert value(found, "supportpulse_backlog_open", **acme_chat) == 3
     assert value(found, "supportpulse_calls_in_queue", tenant="acme", queue="sales") == 2
     assert value(found, "supportpulse_longest_wait_seconds", tenant="acme", queue="sales") == 95
-    assert value(found, "supportpulse_sla_breaching_now", tenant="acme", channel="chat") == 1
+    assert value(found, "supportpulse_sla_breaching_now", tenant="acme", channel="chat") == 2
     assert value(found, "supportpulse_sla_at_risk", tenant="acme", channel="chat") == 1
     assert not any("agent" in dict(labels) for _, labels in found)
 

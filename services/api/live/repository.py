@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import conversations
@@ -36,9 +36,9 @@ async def fetch_live(
 ) -> list[LiveRow]:
     """Per (tenant, is_call, channel, team): backlog, queued calls, SLA deadlines passed or near.
 
-    ``breaching_now`` counts deadlines already passed whose breach the aggregator has not
-    recorded yet: once it records the breach (within its timer interval) it clears
-    ``sla_due_at``, and the breach shows in the sla_first_response_breaches KPI instead.
+    ``breaching_now`` counts open conversations past their first-response deadline with no
+    reply yet: the breach recorded (``sla_breached_at``) or about to be (``sla_due_at`` passed,
+    until the aggregator's next timer tick).
     """
     c = conversations.c
     backlog = and_(c.is_call.is_(False), c.status.in_(BACKLOG_STATUSES))
@@ -52,7 +52,7 @@ async def fetch_live(
             func.count().filter(backlog),
             func.count().filter(queued),
             func.min(c.queued_at).filter(queued),
-            func.count().filter(c.sla_due_at <= now),
+            func.count().filter(or_(c.sla_due_at <= now, c.sla_breached_at.is_not(None))),
             func.count().filter(and_(c.sla_due_at > now, c.sla_due_at <= now + risk)),
         )
         .where(c.tenant == tenants[0] if len(tenants) == 1 else c.tenant.in_(tenants), ~c.closed)
