@@ -19,9 +19,13 @@ import msgspec
 from services.aggregator.decode import Step, order_key
 from services.aggregator.walk import Fact, Rules, Walk, minute_of, replay
 
-# A conversation longer than this keeps counting but stops storing its oldest steps'
-# detail; support conversations this long are pathological (loops, spam).
-MAX_TIMELINE: Final = 2000
+# Support conversations this long are pathological (bot loops, spam). Rather than drop the
+# oldest steps, which would break the replay invariant, further events are quarantined.
+MAX_TIMELINE: Final = 5000
+
+
+class TimelineFull(Exception):
+    """The conversation reached MAX_TIMELINE events; the caller quarantines the event."""
 
 
 class Conversation(msgspec.Struct, kw_only=True):
@@ -58,9 +62,14 @@ class Changes:
 
 
 def apply(conv: Conversation, step: Step, rules: Rules, changes: Changes) -> bool:
-    """Add ``step`` to the conversation; False when it was a duplicate."""
+    """Add ``step`` to the conversation; False when it was a duplicate.
+
+    Raises :class:`TimelineFull` (changing nothing) when the conversation is full.
+    """
     if conv.seen(step.id):
         return False
+    if len(conv.timeline) >= MAX_TIMELINE:
+        raise TimelineFull(f"{conv.conversation_id} has {len(conv.timeline)} events")
     key = order_key(step)
     walk = conv.walk
     rerated = (
@@ -71,8 +80,6 @@ def apply(conv: Conversation, step: Step, rules: Rules, changes: Changes) -> boo
         walk.step(step, key, rules, changes.added)
     else:
         _replay_with(conv, step, rules, changes)
-    if len(conv.timeline) > MAX_TIMELINE:
-        del conv.timeline[: len(conv.timeline) - MAX_TIMELINE]
     return True
 
 
@@ -119,4 +126,4 @@ def load(data: bytes) -> Conversation:
     return _state_decoder.decode(data)
 
 
-__all__ = ["Changes", "Conversation", "apply", "dump", "load", "minute_of", "tick"]
+__all__ = ["Changes", "Conversation", "TimelineFull", "apply", "dump", "load", "minute_of", "tick"]

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import msgspec
 
-from services.aggregator.conversation import Changes, Conversation, apply, tick
+from services.aggregator.conversation import Changes, Conversation, TimelineFull, apply, tick
 from services.aggregator.decode import TYPE_ORDER, Step, kafka_decoder
 from services.aggregator.deltas import Deltas
 from services.aggregator.metrics import AggregatorMetrics
@@ -100,7 +100,7 @@ class Engine:
         now = time.time() if now is None else now
         late_cutoff = now - self.settings.aggregator_late_limit_days * 86400
         future_cutoff = now + 86400
-        steps: list[tuple[int, Step]] = []
+        steps: list[tuple[int, Step, Record]] = []
         for partition, records in batch.items():
             state = self.partitions.get(partition)
             if state is None:
@@ -111,13 +111,13 @@ class Engine:
                 state.position = record.offset + 1
                 step = self._decode(partition, record, late_cutoff, future_cutoff)
                 if step is not None:
-                    steps.append((partition, step))
+                    steps.append((partition, step, record))
                     if step.t > state.watermark:
                         state.watermark = step.t
-        await self._load_missing({(s.tenant, s.conversation_id) for _, s in steps})
+        await self._load_missing({(s.tenant, s.conversation_id) for _, s, _ in steps})
         applied = 0
         changes = self._changes
-        for partition, step in steps:
+        for partition, step, record in steps:
             key = (step.tenant, step.conversation_id)
             conv = self.conversations.get(key)
             if conv is None:
@@ -126,8 +126,12 @@ class Engine:
                 )
                 self.conversations[key] = conv
             conv.partition = partition
-            if not apply(conv, step, self.rules, changes):
-                self.metrics.duplicates.inc()
+            try:
+                if not apply(conv, step, self.rules, changes):
+                    self.metrics.duplicates.inc()
+                    continue
+            except TimelineFull as exc:
+                self._quarantine("timeline_too_long", partition, record.offset, record.value or b"", str(exc))
                 continue
             tick(conv, self.clock(partition, now), changes)
             self._fold(conv.tenant, changes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,3 +199,24 @@ def test_rules_thresholds_are_configurable() -> None:
     assert "calls_answered_in_target" not in default
     relaxed = totals(facts(call.events, rules=replace(RULES, service_level_seconds=30)))
     assert relaxed["calls_answered_in_target"] == (1, 1.0)
+
+
+def test_a_full_timeline_refuses_more_events_instead_of_forgetting_old_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.aggregator import conversation as conv_mod
+    from services.aggregator.conversation import Changes, Conversation, TimelineFull, apply
+    from tests.aggregator.helpers import to_step
+
+    t = Timeline("long").created(0)
+    for i in range(1, 5):
+        t.customer(i)
+    conv = Conversation(tenant="t1", conversation_id="long", partition=0)
+    monkeypatch.setattr(conv_mod, "MAX_TIMELINE", 3)
+    changes = Changes()
+    for event in t.events[:3]:
+        assert apply(conv, to_step(event), RULES, changes)
+    with pytest.raises(TimelineFull):
+        apply(conv, to_step(t.events[3]), RULES, changes)
+    assert len(conv.timeline) == 3
+    assert not apply(conv, to_step(t.events[0]), RULES, changes)  # a duplicate is still just a duplicate
