@@ -8,18 +8,14 @@ runs never see each other's data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.db.migrate import upgrade
+from shared.db.scratch import driver_dsn, scratch_database
 from shared.settings import CommonSettings
-
-
-def _plain(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1]
 
 
 @pytest.fixture(scope="session")
@@ -28,39 +24,16 @@ def base_settings() -> CommonSettings:
 
 
 @pytest.fixture(scope="session")
-def migrated_database(base_settings: CommonSettings) -> Iterator[str]:
+async def migrated_database(base_settings: CommonSettings) -> AsyncIterator[str]:
     """A database of its own for this test session, at the latest migration (SQLAlchemy URL)."""
-    url = base_settings.database_dsn
-    name = f"supportpulse_test_{uuid.uuid4().hex[:10]}"
-    admin = _plain(url)
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    import asyncio
-
-    asyncio.run(create())
-    test_url = url.rsplit("/", 1)[0] + "/" + name
-    upgrade(test_url)
-    yield test_url
-    asyncio.run(drop())
+    async with scratch_database(base_settings.database_dsn, "supportpulse_test_") as url:
+        yield url
 
 
 @pytest.fixture
 async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the session database; the bucket tables are emptied before each test."""
-    conn = await asyncpg.connect(_plain(migrated_database))
+    conn = await asyncpg.connect(driver_dsn(migrated_database))
     await conn.execute("TRUNCATE kpi_counts, kpi_hist, conversations, consumer_offsets, quarantined_events")
     try:
         yield conn

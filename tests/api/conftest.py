@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import SecretStr
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.db.migrate import upgrade_async
+from shared.db.scratch import driver_dsn, scratch_database
 from shared.settings import CommonSettings
 from shared.tenants import ApiKey, Tenant, TenantsConfig
 from tests.api.seed import NOW, seed_buckets, seed_conversations
@@ -35,36 +34,16 @@ TENANTS = TenantsConfig(
 )
 
 
-def _plain(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1]
-
-
 @pytest.fixture(scope="session")
 async def api_database() -> AsyncIterator[str]:
-    """A fresh database on the local server, migrated by the real Alembic migrations, dropped afterwards."""
-    # SUPPORTPULSE_DATABASE_URL when set (CI, .stack/env), else the local default.
-    admin_url = CommonSettings().database_dsn
-    name = f"supportpulse_test_api_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(_plain(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        await upgrade_async(url)
+    """The API tests' own database (seeded once, never truncated), migrated by the real migrations."""
+    async with scratch_database(CommonSettings().database_dsn, "supportpulse_test_api_") as url:
         yield url
-    finally:
-        admin = await asyncpg.connect(_plain(admin_url))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")
 async def seeded(api_database: str) -> str:
-    conn = await asyncpg.connect(_plain(api_database))
+    conn = await asyncpg.connect(driver_dsn(api_database))
     try:
         await seed_buckets().write(conn)
         await seed_conversations(conn)
