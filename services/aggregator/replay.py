@@ -24,6 +24,7 @@ from services.aggregator.engine import Engine
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Store
+from shared.db import driver_dsn
 from shared.db.schema import metadata
 from shared.kafka import partitions_of
 
@@ -42,10 +43,6 @@ class ReplayResult:
 
 
 Progress = Callable[[int, int], None]
-
-
-def _dsn(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1]
 
 
 async def _scratch(conn: asyncpg.Connection, schema: str) -> None:
@@ -69,7 +66,7 @@ async def replay(
 ) -> ReplayResult:
     started = time.monotonic()
     schema = f"replay_{uuid.uuid4().hex[:8]}"
-    dsn = _dsn(settings.database_dsn)
+    dsn = driver_dsn(settings.database_dsn)
     admin = await asyncpg.connect(dsn)
     pool: asyncpg.Pool | None = None
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)

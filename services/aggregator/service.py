@@ -16,14 +16,11 @@ from services.aggregator.engine import Engine
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Store
+from shared.db import driver_dsn
 from shared.kafka import ensure_topics
 from shared.observability import configure_logging
 
 log = logging.getLogger(__name__)
-
-
-def asyncpg_dsn(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1]
 
 
 @asynccontextmanager
@@ -31,7 +28,7 @@ async def aggregator(
     settings: AggregatorSettings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[AggregatorLoop]:
     """An aggregator loop with its database pool; the pool is closed on exit."""
-    pool = await asyncpg.create_pool(asyncpg_dsn(settings.database_dsn), min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(driver_dsn(settings.database_dsn), min_size=1, max_size=4)
     try:
         store = Store(pool, settings.aggregator_group, settings.events_topic)
         engine = Engine(settings, store, AggregatorMetrics(registry))

@@ -21,6 +21,7 @@ from services.stack import process
 from services.stack.commands import as_user, run
 from services.stack.component import Component, ComponentStatus, run_coroutine
 from services.stack.errors import CommandError, ComponentDiedError, StackError
+from shared.db import driver_dsn
 
 log = logging.getLogger("supportpulse.stack")
 
@@ -36,12 +37,6 @@ PG_ROOT = Path("/usr/lib/postgresql")
 FALLBACK_OS_USER = "supportpulse"
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg wants plain postgresql://; the app's SQLAlchemy URL names the driver."""
-    scheme, rest = url.split("://", 1)
-    return f"{scheme.split('+', 1)[0]}://{rest}"
 
 
 def external_database_url() -> str | None:
@@ -342,7 +337,7 @@ class Postgres(Component):
 
 
 async def probe_url(url: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+    conn = await asyncpg.connect(driver_dsn(url), timeout=5)
     try:
         await conn.fetchval("SELECT 1")
     finally:

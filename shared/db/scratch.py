@@ -8,12 +8,10 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from shared.db import driver_dsn
 from shared.db.migrate import upgrade_async
 
-
-def driver_dsn(url: str) -> str:
-    """The libpq form of a SQLAlchemy URL, for asyncpg."""
-    return "postgresql://" + url.split("://", 1)[1]
+__all__ = ["driver_dsn", "scratch_database"]
 
 
 @asynccontextmanager

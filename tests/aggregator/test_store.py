@@ -9,6 +9,7 @@ import pytest
 
 from services.aggregator.conversation import Conversation
 from services.aggregator.store import Fenced, Store
+from shared.db import driver_dsn
 
 pytestmark = [pytest.mark.integration]
 
@@ -17,9 +18,7 @@ ROW = (("t1", 2, 1_795_132_800, "conversations_created", "chat", "", "", ""), 1,
 
 @pytest.fixture
 async def store(migrated_database: str, db: asyncpg.Connection) -> AsyncIterator[Store]:  # db empties tables
-    pool = await asyncpg.create_pool(
-        "postgresql://" + migrated_database.split("://", 1)[1], min_size=1, max_size=2
-    )
+    pool = await asyncpg.create_pool(driver_dsn(migrated_database), min_size=1, max_size=2)
     yield Store(pool, "g1", "events")
     await pool.close()
 

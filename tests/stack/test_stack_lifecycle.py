@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from services.stack import StackInfo, process, status, up
 from services.stack.cli import app
 from services.stack.paths import StackPaths
-from services.stack.postgres import asyncpg_dsn
+from shared.db import driver_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ async def test_kafka_broker_is_configured_for_a_single_node(stack: StackInfo) ->
 
 
 async def test_postgres_accepts_the_app_user_over_tcp(stack: StackInfo) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(stack.database_url), timeout=10)
+    conn = await asyncpg.connect(driver_dsn(stack.database_url), timeout=10)
     try:
         row = await conn.fetchrow(
             "SELECT current_user AS usr, current_database() AS db, r.rolcreatedb AS createdb "
