@@ -697,6 +697,10 @@ def test_compose_bind_mounts_exist() -> None:
                 continue  # written by the dashboards' authors; Compose creates it empty meanwhile
             if not source.exists():
                 problems.append(f"compose {name}: {rel(source)} (mounted at {target}) does not exist")
+    for name, secret in compose().get("secrets", {}).items():
+        source = (COMPOSE_FILE.parent / interpolate(secret["file"])).resolve()
+        if not source.is_file():
+            problems.append(f"compose secret {name}: {rel(source)} does not exist")
     assert problems == []
 
 
