@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from services.aggregator.engine import Engine
+from services.aggregator.health import Heartbeat
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Fenced
 
@@ -57,6 +58,7 @@ class AggregatorLoop:
         self.engine = engine
         self.topic = settings.events_topic
         self.failure: BaseException | None = None
+        self.heartbeat = Heartbeat()
         # Taken around processing and flushing, never around getmany (which runs the listener).
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -91,6 +93,7 @@ class AggregatorLoop:
 
     async def _claim(self, partitions: set[int]) -> None:
         offsets = await self.engine.store.claim_offsets(partitions)
+        self.heartbeat.assigned = True
         self.engine.assign(offsets)
         for partition, (offset, _epoch) in offsets.items():
             tp = TopicPartition(self.topic, partition)
@@ -121,6 +124,7 @@ class AggregatorLoop:
         last_flush = last_timers = time.monotonic()
         last_purge = 0.0
         while not self._stopping.is_set():
+            self.heartbeat.last_poll = time.monotonic()
             if self.failure is not None:
                 raise RuntimeError("rebalance listener failed") from self.failure
             batch = await self.consumer.getmany(
@@ -164,20 +168,24 @@ class AggregatorLoop:
 
     async def _flush(self) -> None:
         if not self.engine.pending():
+            self.heartbeat.last_flush_ok = time.monotonic()
             return
         try:
             committed = await self.engine.flush()
         except Fenced as exc:
+            self.heartbeat.last_flush_ok = None
             self.engine.metrics.fenced.inc()
             log.warning("fenced: %s; reloading state from Postgres", exc)
             await self._resync()
             return
         except Exception:
+            self.heartbeat.last_flush_ok = None
             self.engine.metrics.flush_failures.inc()
             log.exception("flush failed; dropping unflushed state and resuming from Postgres")
             await self._resync()
             return
         self.engine.metrics.last_flush.set(time.time())
+        self.heartbeat.last_flush_ok = time.monotonic()
         if committed:
             try:
                 await self.consumer.commit({TopicPartition(self.topic, p): o for p, o in committed.items()})

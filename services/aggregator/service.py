@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 
+from services.aggregator import health
 from services.aggregator.consumer import AggregatorLoop
 from services.aggregator.engine import Engine
 from services.aggregator.metrics import AggregatorMetrics
@@ -40,6 +41,9 @@ async def aggregator(
 async def serve(settings: AggregatorSettings) -> None:
     await ensure_topics(settings)
     async with aggregator(settings) as loop:
+        stop_http = health.serve(
+            settings.aggregator_metrics_host, settings.aggregator_metrics_port, loop.heartbeat, REGISTRY
+        )
         running = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(sig, loop.stop)
@@ -50,11 +54,13 @@ async def serve(settings: AggregatorSettings) -> None:
             settings.kafka_bootstrap,
             settings.aggregator_group,
         )
-        await loop.run()
+        try:
+            await loop.run()
+        finally:
+            stop_http()
 
 
 def main() -> None:
     settings = AggregatorSettings()
     configure_logging(settings.log_level, json=settings.log_json)
-    start_http_server(settings.aggregator_metrics_port, settings.aggregator_metrics_host)
     asyncio.run(serve(settings))

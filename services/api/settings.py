@@ -25,8 +25,6 @@ class ApiSettings(CommonSettings):
     api_metrics_max_agents: int = Field(default=50, ge=1)
     # NoDecode: the env var may be a plain comma-separated list ("5m,1h") as well as JSON.
     api_metrics_windows: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["5m", "1h", "24h"])
-    # Must match the aggregator's SUPPORTPULSE_AGGREGATOR_MINUTE_RETENTION_HOURS: older
-    # windows are answered from hour buckets and flagged approximate.
     api_db_pool_size: int = Field(default=5, ge=1)
 
     @field_validator("api_metrics_windows", mode="before")

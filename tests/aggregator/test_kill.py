@@ -14,6 +14,7 @@ import time
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 
 from shared.settings import CommonSettings
@@ -88,6 +89,18 @@ async def test_sigkill_during_processing_and_flushes_loses_and_doubles_nothing(
                 return await stored_offsets(db, group) >= len(events) and same(await day_totals(db), want)
 
             await wait_for(finished, within=120)
+            metrics = f"http://127.0.0.1:{env['SUPPORTPULSE_AGGREGATOR_METRICS_PORT']}"
+            async with httpx.AsyncClient(base_url=metrics) as client:
+
+                async def ready() -> bool:
+                    try:
+                        return (await client.get("/readyz")).status_code == 200
+                    except httpx.ConnectError:
+                        return False  # the last life may still be starting
+
+                await wait_for(ready, within=30)
+                assert (await client.get("/healthz")).status_code == 200
+                assert "supportpulse_aggregator_events_total" in (await client.get("/metrics")).text
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

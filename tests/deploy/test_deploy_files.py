@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from starlette.routing import Match
 
+from services.aggregator import health as aggregator_health
 from services.aggregator.settings import AggregatorSettings
 from services.api.settings import ApiSettings
 from services.cli import app as cli_app
@@ -123,8 +124,8 @@ SERVICES: dict[str, Service] = {
         AggregatorSettings,
         "aggregator_metrics_host",
         "aggregator_metrics_port",
-        # prometheus_client's start_http_server: metrics on /metrics, and nothing else to probe.
-        fixed_paths=frozenset({"/metrics"}),
+        # services/aggregator/health.py: a WSGI app on a thread, not a FastAPI app to ask.
+        fixed_paths=frozenset(aggregator_health.PATHS),
     ),
     "api": Service("api", ApiSettings, "api_host", "api_port", app=_api_app),
 }
@@ -1069,7 +1070,9 @@ def test_every_route_probed_is_served_and_the_api_is_importable() -> None:
     assert serves("api", "/metrics")
     assert not serves("api", "/nope")
     assert serves("aggregator", "/metrics")
-    assert not serves("aggregator", "/healthz")
+    assert serves("aggregator", "/healthz")
+    assert serves("aggregator", "/readyz")
+    assert not serves("aggregator", "/nope")
 
 
 # --------------------------------------------------------------------------------------------------
