@@ -120,7 +120,8 @@ class Kpi:
 
 
 def _count(name: str, description: str, terms: Terms | None = None) -> Kpi:
-    return Kpi(name, KpiKind.COUNT, description, "", terms or ((name, 1),), (), f"{name}_total")
+    # A count over a sliding window goes down as the window moves: a gauge, not a `_total` counter.
+    return Kpi(name, KpiKind.COUNT, description, "", terms or ((name, 1),), (), f"{name}_window")
 
 
 def _duration(name: str) -> Kpi:

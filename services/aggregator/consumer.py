@@ -9,6 +9,7 @@ resumes from what Postgres holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -85,6 +86,10 @@ class AggregatorLoop:
         async with self._lock:
             await self._flush()
             self.engine.revoke(partitions)
+        for partition in partitions:
+            # A partition we no longer own must not keep reporting our last lag for it.
+            with contextlib.suppress(KeyError):
+                self.engine.metrics.consumer_lag.remove(str(partition))
 
     async def on_assigned(self, partitions: set[int]) -> None:
         self.engine.metrics.rebalances.labels("assigned").inc()
@@ -125,6 +130,7 @@ class AggregatorLoop:
         last_purge = 0.0
         while not self._stopping.is_set():
             self.heartbeat.last_poll = time.monotonic()
+            self.engine.metrics.last_poll.set(time.time())
             if self.failure is not None:
                 raise RuntimeError("rebalance listener failed") from self.failure
             batch = await self.consumer.getmany(

@@ -80,6 +80,11 @@ class AggregatorMetrics:
         self.cached_conversations = Gauge(
             "supportpulse_aggregator_cached_conversations", "Conversations held in memory.", registry=reg
         )
+        self.last_poll = Gauge(
+            "supportpulse_aggregator_last_poll_timestamp_seconds",
+            "When the consumer loop last polled Kafka (moves even when idle: a stuck loop stops it).",
+            registry=reg,
+        )
         self.last_flush = Gauge(
             "supportpulse_aggregator_last_flush_timestamp_seconds",
             "When the last flush committed.",

@@ -90,5 +90,6 @@ def problem_response(description: str) -> dict[str, Any]:
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: problem_response("Missing or unknown bearer API key."),
     403: problem_response("The key may not read this tenant."),
+    404: problem_response("No such tenant (only a key that may read every tenant gets this far)."),
     422: problem_response("A parameter is invalid; `errors[].field` names it."),
 }

@@ -55,9 +55,6 @@ _FAR_PAST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 Key = tuple[str, ...]
 
 
-def count_metric_name(metric: str) -> str:
-    """``conversations_created_total`` → ``supportpulse_conversations_created_window``."""
-    return PREFIX + metric.removesuffix("_total") + "_window"
 
 
 class KpiExporter:
@@ -207,7 +204,7 @@ class KpiExporter:
         for kpi in KPIS.values():
             doc = f"{kpi.description} Over the sliding `window`."
             if kpi.kind is KpiKind.COUNT:
-                families[kpi.name] = GaugeMetricFamily(count_metric_name(kpi.metric), doc, labels=labels)
+                families[kpi.name] = GaugeMetricFamily(PREFIX + kpi.metric, doc, labels=labels)
             elif kpi.kind is KpiKind.DURATION:
                 families[kpi.name] = GaugeMetricFamily(PREFIX + kpi.metric, doc, labels=[*labels, "stat"])
             else:
