@@ -60,6 +60,7 @@ class AggregatorLoop:
         self.topic = settings.events_topic
         self.failure: BaseException | None = None
         self.heartbeat = Heartbeat()
+        self._inflight: asyncio.Task[dict[int, int]] | None = None
         # Taken around processing and flushing, never around getmany (which runs the listener).
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -122,6 +123,12 @@ class AggregatorLoop:
                         await self._flush()
                     log.info("stopped cleanly after a final flush")
             finally:
+                if self._inflight is not None:
+                    # Failing: a batch may still be writing; abandon it (its transaction rolls back).
+                    self._inflight.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self._inflight
+                    self._inflight = None
                 await self.consumer.stop()
 
     async def _poll(self) -> None:
@@ -157,7 +164,7 @@ class AggregatorLoop:
                         )
                 if now - last_flush >= interval or len(self.engine.deltas.counts) > 50_000:
                     last_flush = now
-                    await self._flush()
+                    await self._flush(background=True)
 
     def _note_positions(self, records: dict[int, list[object]]) -> None:
         now = time.time()
@@ -172,24 +179,41 @@ class AggregatorLoop:
             if records.get(partition) and state.watermark:
                 self.engine.metrics.lag_seconds.observe(max(now - state.watermark, 0.0))
 
-    async def _flush(self) -> None:
-        if not self.engine.pending():
+    async def _flush(self, *, background: bool = False) -> None:
+        """Write what was processed. In the background, the next batch is processed meanwhile.
+
+        At most one flush is in flight: the next one first waits for it, so offsets are
+        written in order, and a failure drops everything processed after it too.
+        """
+        if not await self._settle():
+            return
+        batch = self.engine.snapshot()
+        if batch is None:
             self.heartbeat.last_flush_ok = time.monotonic()
             return
+        self._inflight = asyncio.create_task(self.engine.commit(batch), name="aggregator-flush")
+        if not background:
+            await self._settle()
+
+    async def _settle(self) -> bool:
+        """Wait for the flush in flight, if any; False when it failed (state was reloaded)."""
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return True
         try:
-            committed = await self.engine.flush()
+            committed = await task
         except Fenced as exc:
             self.heartbeat.last_flush_ok = None
             self.engine.metrics.fenced.inc()
             log.warning("fenced: %s; reloading state from Postgres", exc)
             await self._resync()
-            return
+            return False
         except Exception:
             self.heartbeat.last_flush_ok = None
             self.engine.metrics.flush_failures.inc()
             log.exception("flush failed; dropping unflushed state and resuming from Postgres")
             await self._resync()
-            return
+            return False
         self.engine.metrics.last_flush.set(time.time())
         self.heartbeat.last_flush_ok = time.monotonic()
         if committed:
@@ -198,6 +222,7 @@ class AggregatorLoop:
             except (CommitFailedError, KafkaError) as exc:
                 # Postgres holds the truth; the Kafka commit only feeds lag tools.
                 log.debug("best-effort Kafka commit failed: %s", exc)
+        return True
 
     async def _resync(self) -> None:
         owned = set(self.engine.partitions)

@@ -28,7 +28,9 @@ class TimelineFull(Exception):
     """The conversation reached MAX_TIMELINE events; the caller quarantines the event."""
 
 
-class Conversation(msgspec.Struct, kw_only=True):
+# gc=False: these structs never take part in reference cycles, and hundreds of thousands of
+# them tracked by the cycle collector cost whole seconds per full collection (bench/README.md).
+class Conversation(msgspec.Struct, kw_only=True, gc=False):
     tenant: str
     conversation_id: str
     partition: int
@@ -38,7 +40,11 @@ class Conversation(msgspec.Struct, kw_only=True):
     breach: Fact | None = None
 
     def seen(self, event_id: str) -> bool:
-        return any(step.id == event_id for step in self.timeline)
+        # A plain loop: about three times faster than any() over a generator for short timelines.
+        for step in self.timeline:  # noqa: SIM110
+            if step.id == event_id:
+                return True
+        return False
 
     @property
     def sla_due_at(self) -> float | None:

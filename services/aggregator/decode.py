@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 
 
-class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Step(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):  # no cycles: see Conversation
     id: str
     tenant: str
     type: str

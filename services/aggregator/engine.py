@@ -21,7 +21,7 @@ from services.aggregator.decode import TYPE_ORDER, Step, kafka_decoder
 from services.aggregator.deltas import Deltas
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.store import Quarantined, Store
+from services.aggregator.store import Batch, Quarantined, Store, prepare
 
 log = logging.getLogger(__name__)
 
@@ -204,20 +204,12 @@ class Engine:
 
     # flushing --------------------------------------------------------------------------
 
-    def pending(self) -> bool:
-        return bool(
-            self.dirty
-            or self.deltas
-            or self.quarantined
-            or any(s.position != s.stored for s in self.partitions.values())
-        )
+    def snapshot(self, now: float | None = None) -> Batch | None:
+        """Take everything processed so far out as one batch to write; None when there is nothing.
 
-    async def flush(self, now: float | None = None) -> dict[int, int]:
-        """Write everything processed since the last flush in one transaction.
-
-        Returns the new next offsets per partition (for the best-effort Kafka commit). Raises
-        ``Fenced`` when another consumer owns a partition now, or the database's error; in
-        both cases nothing was written and the caller must :meth:`reset` and re-seek.
+        From here the engine assumes the batch will commit (its offsets become the expected
+        stored ones) and keeps processing; if the write fails, the caller must :meth:`reset`
+        and re-seek, which also drops whatever was processed after the snapshot.
         """
         now = time.time() if now is None else now
         touched = {c.partition for c in self.dirty.values()} | {
@@ -225,28 +217,45 @@ class Engine:
         }
         offsets = {p: (s.stored, s.position, s.epoch) for p, s in self.partitions.items() if p in touched}
         if not (offsets or self.dirty or self.deltas or self.quarantined):
-            return {}
+            return None
         horizon = int(now - self.settings.minute_retention_hours * 3600)
         count_rows, hist_rows = self.deltas.rows(horizon)
-        started = time.perf_counter()
-        await self.store.flush(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)
-        self.metrics.flush_seconds.observe(time.perf_counter() - started)
-        self.metrics.flushed_rows.inc(len(count_rows) + len(hist_rows))
+        batch = prepare(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)
         for partition, (_, new, _epoch) in offsets.items():
             self.partitions[partition].stored = new
         self.dirty.clear()
         self.deltas = Deltas()
         self.quarantined = []
+        return batch
+
+    async def commit(self, batch: Batch) -> dict[int, int]:
+        """Write a snapshot; returns the offsets that moved (for the best-effort Kafka commit).
+
+        Raises ``Fenced`` when another consumer owns a partition now, or the database's error;
+        in both cases nothing was written.
+        """
+        started = time.perf_counter()
+        await self.store.write(batch)
+        self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        self.metrics.flushed_rows.inc(batch.rows)
         self._evict()
-        return {p: new for p, (old, new, _epoch) in offsets.items() if new != old and new >= 0}
+        return {p: new for p, (old, new, _epoch) in batch.offsets.items() if new != old and new >= 0}
+
+    async def flush(self, now: float | None = None) -> dict[int, int]:
+        """Snapshot and write in one go (the caller does nothing in between)."""
+        batch = self.snapshot(now)
+        return {} if batch is None else await self.commit(batch)
 
     def _evict(self) -> None:
-        closed = [k for k, c in self.conversations.items() if c.walk.closed]
+        # Conversations changed since the last snapshot are not in Postgres yet: they stay.
+        dirty = self.dirty
+        closed = [k for k, c in self.conversations.items() if c.walk.closed and k not in dirty]
         for key in closed:
             del self.conversations[key]
         excess = len(self.conversations) - self.settings.aggregator_max_cached_conversations
         if excess > 0:
             # Dicts keep insertion order: the first are the least recently created here.
-            for key in list(self.conversations)[:excess]:
+            oldest = [k for k in list(self.conversations)[: excess + len(dirty)] if k not in dirty]
+            for key in oldest[:excess]:
                 del self.conversations[key]
         self.metrics.cached_conversations.set(len(self.conversations))

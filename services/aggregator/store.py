@@ -149,6 +149,11 @@ class Store:
         offsets: dict[int, tuple[int, int, int]],
     ) -> None:
         """Write one batch atomically; ``offsets`` maps partition → (expected stored, new, epoch)."""
+        await self.write(prepare(count_rows, hist_rows, conversations, quarantined, offsets))
+
+    async def write(self, batch: Batch) -> None:
+        """Write a prepared batch in one transaction, fenced on the offsets (see :class:`Fenced`)."""
+        offsets, quarantined = batch.offsets, batch.quarantined
         async with self.pool.acquire() as conn, conn.transaction():
             if offsets:
                 parts = sorted(offsets)
@@ -167,18 +172,51 @@ class Store:
                     raise Fenced(
                         f"offsets of partitions {parts} moved under us ({updated} of {len(parts)} matched)"
                     )
-            if count_rows:
-                await conn.execute(_UPSERT_COUNTS, *_columns(count_rows))
-            if hist_rows:
-                await conn.execute(_UPSERT_HIST, *_columns(hist_rows))
-            if conversations:
-                await conn.execute(_UPSERT_CONVERSATIONS, *_conversation_columns(conversations))
+            if batch.counts[0]:
+                await conn.execute(_UPSERT_COUNTS, *batch.counts)
+            if batch.hist[0]:
+                await conn.execute(_UPSERT_HIST, *batch.hist)
+            if batch.conversations[0]:
+                await conn.execute(_UPSERT_CONVERSATIONS, *batch.conversations)
             if quarantined:
                 await conn.executemany(
                     'INSERT INTO quarantined_events (reason, topic, partition, "offset", payload) '
                     "VALUES ($1, $2, $3, $4, $5)",
                     [(q.reason, self.topic, q.partition, q.offset, q.payload) for q in quarantined],
                 )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A flush's rows as query parameters, built before any I/O.
+
+    Building it serialises the conversations' state, so the engine may go on changing
+    them while the batch is written.
+    """
+
+    counts: list[list[object]]
+    hist: list[list[object]]
+    conversations: list[list[object]]
+    quarantined: Sequence[Quarantined]
+    offsets: dict[int, tuple[int, int, int]]
+    rows: int
+
+
+def prepare(
+    count_rows: Sequence[tuple[RowKey, int, float]],
+    hist_rows: Sequence[tuple[RowKey, int, int]],
+    conversations: Sequence[Conversation],
+    quarantined: Sequence[Quarantined],
+    offsets: dict[int, tuple[int, int, int]],
+) -> Batch:
+    return Batch(
+        _columns(count_rows),
+        _columns(hist_rows),
+        _conversation_columns(conversations),
+        list(quarantined),
+        dict(offsets),
+        len(count_rows) + len(hist_rows),
+    )
 
 
 def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[object]]:

@@ -52,7 +52,7 @@ def minute_of(t: float) -> int:
     return int(t // 60) * 60
 
 
-class Walk(msgspec.Struct, kw_only=True):
+class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversation
     """The state of a replay after the steps seen so far; persisted between events."""
 
     channel: str = "other"
