@@ -41,11 +41,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Route FastAPI's own errors (404, 405, request validation) through problem details too."""
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, StarletteHTTPException):  # registered for it only
+            raise TypeError(f"unexpected {type(exc).__name__}")
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+        if not isinstance(exc, RequestValidationError):  # registered for it only
+            raise TypeError(f"unexpected {type(exc).__name__}")
         errors = [
             {"field": _location(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
             for e in exc.errors()

@@ -21,7 +21,10 @@ LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SUPPORTPULSE_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a malformed value may be a secret (a database URL with its password).
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTPULSE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
     database_url: SecretStr = SecretStr(LOCAL_DATABASE_URL)

@@ -19,7 +19,7 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "deploy" / "local" / "te
 
 
 class Tenant(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     timezone: str = "UTC"
     # Bearer token for the generic endpoint and the queue_log forwarder.
@@ -41,7 +41,7 @@ class Tenant(BaseModel):
 
 
 class ApiKey(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     key: SecretStr
     name: str
@@ -52,7 +52,7 @@ class ApiKey(BaseModel):
 
 
 class TenantsConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     tenants: dict[str, Tenant] = Field(default_factory=dict)
     api_keys: list[ApiKey] = Field(default_factory=list)

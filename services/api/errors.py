@@ -48,7 +48,8 @@ def install_error_handlers(app: FastAPI) -> None:
     install_problem_handlers(app)
 
     async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        if not isinstance(exc, ApiError):  # registered for ApiError only
+            raise TypeError(f"unexpected {type(exc).__name__}")
         extra: dict[str, Any] = {}
         if exc.param is not None:
             extra["errors"] = [{"field": exc.param, "reason": exc.detail.removeprefix(f"{exc.param}: ")}]

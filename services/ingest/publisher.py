@@ -84,8 +84,10 @@ class Publisher:
             try:
                 await ensure_topics(self.settings)
                 await producer.start()
-            except (KafkaError, OSError) as exc:
+            except BaseException as exc:
                 await producer.stop()
+                if not isinstance(exc, KafkaError | OSError):
+                    raise  # cancelled (shutdown) or a bug: the producer is closed either way
                 log.warning(
                     "kafka not reachable at %s (%s); retrying in %.1fs",
                     self.settings.kafka_bootstrap,

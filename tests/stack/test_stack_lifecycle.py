@@ -8,13 +8,14 @@ import os
 import asyncpg
 import httpx
 import pytest
+import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
 from services.stack import StackInfo, process, status, up
 from services.stack.cli import app
-from services.stack.paths import StackPaths
+from services.stack.paths import DEPLOY_DIR, StackPaths
 from shared.db import driver_dsn
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,15 @@ def test_prometheus_loaded_our_rules_and_alertmanager(stack: StackInfo) -> None:
         alertmanagers = client.get("/api/v1/alertmanagers").raise_for_status().json()["data"]
         targets = client.get("/api/v1/targets").raise_for_status().json()["data"]["activeTargets"]
 
-    assert [r["name"] for g in rules for r in g["rules"]] == ["SupportPulseTargetDown"]
+    shipped = sorted(
+        rule["alert"]
+        for path in (DEPLOY_DIR / "prometheus" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    )
+    assert sorted(r["name"] for g in rules for r in g["rules"]) == shipped
+    assert "SupportPulseTargetDown" in shipped
     assert [a["url"] for a in alertmanagers["activeAlertmanagers"]] == [
         "http://127.0.0.1:19094/api/v2/alerts"
     ]

@@ -87,7 +87,8 @@ UNMAPPED_EVENTS: Final = frozenset(
 
 
 class AsteriskConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a misplaced secret must not be echoed in a start-up error.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     # Checked by the HTTP layer (bearer token).
     token: SecretStr | None = None

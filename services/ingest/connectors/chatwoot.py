@@ -120,7 +120,8 @@ IGNORED_EVENTS: Final = frozenset(
 
 
 class ChatwootConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a misplaced secret must not be echoed in a start-up error.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     secret: SecretStr | None = None
     # Explicit opt-in for installs that do not sign; ignored when a secret is set.
@@ -199,7 +200,7 @@ def _verify(request: WebhookRequest, config: ChatwootConfig) -> None:
         raise BadSignature(
             "missing X-Chatwoot-Timestamp or X-Chatwoot-Signature header", reason="missing_signature"
         )
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise BadSignature("X-Chatwoot-Timestamp: not a unix timestamp", reason="bad_timestamp")
     key = config.secret.get_secret_value().encode()
     mac = hmac.new(key, timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()

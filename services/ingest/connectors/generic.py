@@ -47,7 +47,8 @@ CE_BATCH: Final = "application/cloudevents-batch+json"
 
 
 class GenericConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a misplaced secret must not be echoed in a start-up error.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     # Checked by the HTTP layer (bearer token); None means the route relies on other auth.
     token: SecretStr | None = None

@@ -29,7 +29,7 @@ def decode_json(body: bytes) -> Any:
         raise InvalidPayload(f"body: invalid UTF-8 at byte {exc.start}", reason="bad_encoding") from None
     try:
         return msgspec.json.decode(body)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidPayload(f"body: invalid JSON ({exc})", reason="bad_json") from None
 
 

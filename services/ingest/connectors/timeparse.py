@@ -76,7 +76,7 @@ def _parse(value: object, *, field: str, tz: tzinfo | None) -> datetime:
     if not text:
         raise InvalidPayload(f"{field}: empty time")
     if _NUMERIC.fullmatch(text):
-        return _from_epoch(float(text) if _is_fractional(text) else int(text), field=field)
+        return _from_epoch(float(text) if _is_fractional(text) or len(text) > 20 else int(text), field=field)
     utc_suffix = _UTC_SUFFIX.search(text)
     if utc_suffix:
         # Chatwoot < 2.x: "2020-03-03 13:05:57 UTC".
@@ -99,8 +99,8 @@ def _is_fractional(text: str) -> bool:
 def _from_epoch(number: int | float, *, field: str) -> datetime:
     if isinstance(number, float) and not math.isfinite(number):
         raise InvalidPayload(f"{field}: epoch must be finite")
-    seconds = number / 1000 if abs(number) > MS_THRESHOLD else number
     try:
+        seconds = number / 1000 if abs(number) > MS_THRESHOLD else number
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         raise InvalidPayload(f"{field}: epoch {number!r} is outside accepted range") from None

@@ -120,7 +120,8 @@ UNMAPPED_EVENTS: Final = frozenset(
 
 
 class TwilioConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a misplaced secret must not be echoed in a start-up error.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     auth_token: SecretStr
     account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")

@@ -22,7 +22,8 @@ def _run(connection: Connection) -> None:
 
 async def _online() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    assert url is not None
+    if url is None:
+        raise RuntimeError("alembic config has no sqlalchemy.url (use shared.db.migrate)")
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
