@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from pydantic import BaseModel, ValidationError
 
+from services.ingest import openapi
 from services.ingest.connectors import CONNECTORS
 from services.ingest.connectors.base import ConnectorError, InvalidPayload, WebhookRequest
 from services.ingest.metrics import IngestMetrics
@@ -236,11 +238,23 @@ def create_app(
     app.state.ingest = ingest
     install_problem_handlers(app)
 
-    @app.post("/v1/events", status_code=202, summary="Canonical events (one, a batch, or CloudEvents)")
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Canonical events (one, a batch, or CloudEvents)",
+        responses=openapi.RESPONSES,
+        openapi_extra=openapi.EVENTS_EXTRA,
+    )
     async def post_events(request: Request) -> Response:
         return await ingest.handle(request, "generic", None)
 
-    @app.post("/v1/webhooks/{connector}/{tenant}", status_code=202, summary="A vendor webhook")
+    @app.post(
+        "/v1/webhooks/{connector}/{tenant}",
+        status_code=202,
+        summary="A vendor webhook",
+        responses=openapi.RESPONSES,
+        openapi_extra=openapi.WEBHOOK_EXTRA,
+    )
     async def post_webhook(request: Request, connector: str, tenant: str) -> Response:
         return await ingest.handle(request, connector, tenant)
 
@@ -253,6 +267,15 @@ def create_app(
         if await ingest.publisher.ready():
             return _json({"status": "ready"})
         return problem(503, "kafka unreachable", reason="unavailable")
+
+    default_openapi = app.openapi
+
+    def documented_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.add_security_scheme(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = documented_openapi  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -50,12 +50,6 @@ def test_every_ingest_route_is_fuzzed(ingest: IngestUnderTest) -> None:
     assert _operations(ingest.contract) == sorted(OPERATIONS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ingest's OpenAPI documents no request bodies, no bearer security and none of the "
-    "documented 401/404/413/415/422/503 problem+json answers (services/ingest/app.py reads bodies "
-    "from Request); the fuzz tests add them from docs/events.md (ingest_contract.py)",
-)
 def test_ingest_openapi_documents_its_contract(ingest: IngestUnderTest) -> None:
     doc = ingest.served.raw_schema
     events = doc["paths"]["/v1/events"]["post"]
