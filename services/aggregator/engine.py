@@ -51,6 +51,15 @@ class PartitionState:
     caught_up: bool = False
 
 
+def _has_nul(step: Step) -> bool:
+    for name in step.__struct_fields__:
+        value = getattr(step, name)
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            return True
+    return False
+
+
 class Engine:
     def __init__(self, settings: AggregatorSettings, store: Store, metrics: AggregatorMetrics) -> None:
         self.settings = settings
@@ -148,6 +157,12 @@ class Engine:
             step = kafka_decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._quarantine("undecodable", partition, record.offset, payload, str(exc))
+            return None
+        if b"\\u0000" in payload and _has_nul(step):
+            # Ingest refuses these; a producer that bypassed it must not poison every flush.
+            self._quarantine(
+                "invalid_text", partition, record.offset, payload, "NUL character in a text field"
+            )
             return None
         if step.type not in TYPE_ORDER:
             self.metrics.ignored.inc()  # a type this version does not aggregate (e.g. agent status)

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from services.aggregator.decode import TYPE_ORDER
 
-QUARANTINE_REASONS = ("undecodable", "beyond_retention", "future", "timeline_too_long")
+QUARANTINE_REASONS = ("undecodable", "invalid_text", "beyond_retention", "future", "timeline_too_long")
 
 
 class AggregatorMetrics:

@@ -62,6 +62,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def no_nul_characters(request: Request) -> None:
+    """Postgres text cannot hold NUL: refuse it in any parameter with a 422 rather than a 503."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise ApiError(422, f"{name}: contains a NUL character", param=name, reason="invalid")
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(422, f"{name}: contains a NUL character", param=name, reason="invalid")
+
+
 def create_app(
     settings: ApiSettings | None = None,
     tenants: TenantsConfig | None = None,
@@ -108,6 +118,7 @@ def create_app(
         "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_characters)],
     )
     app.state.api = state
     app.state.registry = registry

@@ -218,11 +218,12 @@ async def test_undecodable_and_out_of_range_events_are_quarantined_not_counted(
     good = Timeline("q-ok").created(0).customer(1).agent(10)
     future = Timeline("q-future", start=datetime.now(UTC) + timedelta(days=3)).created(0)
     ancient = Timeline("q-old", start=datetime(2001, 1, 1, tzinfo=UTC)).created(0)
-    sent: list = [b"{not json", *good.events, *future.events, *ancient.events]  # type: ignore[type-arg]
+    nul = Timeline("q-nul").created(0, team="sup\x00port")  # would poison every flush if stored
+    sent: list = [b"{not json", *good.events, *future.events, *ancient.events, *nul.events]  # type: ignore[type-arg]
     await produce(base_settings.kafka_bootstrap, topic, sent)
     want = expected_totals(good.events)
     settings = aggregator_settings(migrated_database, topic, **RULE_OVERRIDES)
     await run_until(settings, db, want, len(sent))
     reasons = sorted(r["reason"] for r in await db.fetch("SELECT reason FROM quarantined_events"))
-    assert reasons == ["beyond_retention", "future", "undecodable"]
+    assert reasons == ["beyond_retention", "future", "invalid_text", "undecodable"]
     assert same(await day_totals(db), want)
