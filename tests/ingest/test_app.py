@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from services.ingest.app import create_app
 from services.ingest.publisher import RawRecord
 from services.ingest.settings import IngestSettings
-from shared.events import decode
+from shared.events import decode, partition_key
 from shared.settings import CommonSettings
 from shared.tenants import TenantsConfig
 from tests.ingest.connectors.support import corpus_bytes, corpus_json
@@ -113,6 +113,16 @@ async def ingest(base_settings: CommonSettings) -> AsyncIterator[Ingest]:
         await admin.close()
 
 
+def assert_keyed_by_conversation(records: list[Any]) -> None:
+    """Every record's key is its tenant and conversation, so a conversation stays on one partition."""
+    partitions: dict[str, set[int]] = {}
+    for record in records:
+        event = decode(record.value)
+        assert record.key == partition_key(event.tenant, event.conversation_id)
+        partitions.setdefault(event.conversation_id, set()).add(record.partition)
+    assert all(len(p) == 1 for p in partitions.values())
+
+
 def chatwoot_headers(body: bytes, secret: str = "cw-secret", ts: int | None = None) -> dict[str, str]:
     stamp = str(int(time.time()) if ts is None else ts)
     mac = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -172,6 +182,7 @@ async def test_chatwoot_signed_webhook_is_published_and_redelivery_keeps_ids(ing
     events = [decode(r.value) for r in records]
     assert {e.id for e in events} == set(first.json()["ids"])  # the aggregator drops the repeat by id
     assert all(e.conversation_id.startswith("chatwoot:") for e in events)
+    assert_keyed_by_conversation(records)
 
 
 async def test_chatwoot_rejections_are_clear_counted_and_publish_nothing(ingest: Ingest) -> None:
@@ -222,6 +233,7 @@ async def test_twilio_taskrouter_form_callback_signed_over_the_full_url(ingest: 
     assert r.status_code == 202, r.text
     records = await ingest.records(ingest.settings.events_topic, r.json()["accepted"])
     assert [decode(x.value).type for x in records] == ["call.queued"]
+    assert_keyed_by_conversation(records)
     headers["x-twilio-signature"] = twilio_signature(url, params, token="other")
     r = await ingest.client.post("/v1/webhooks/twilio/t1", content=urlencode(params), headers=headers)
     assert r.status_code == 401
@@ -243,6 +255,7 @@ async def test_asterisk_queue_log_needs_the_bearer_token(ingest: Ingest) -> None
     records = await ingest.records(ingest.settings.events_topic, accepted)
     assert len(records) == accepted > 0
     assert all(decode(x.value).conversation_id.startswith("asterisk:") for x in records)
+    assert_keyed_by_conversation(records)
 
 
 @pytest.mark.parametrize(
