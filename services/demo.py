@@ -25,7 +25,7 @@ console = Console()
 
 SERVICES = {
     "ingest": "http://127.0.0.1:8081/readyz",
-    "aggregator": "http://127.0.0.1:8082/metrics",
+    "aggregator": "http://127.0.0.1:8082/healthz",
     "api": "http://127.0.0.1:8080/readyz",
 }
 API = "http://127.0.0.1:8080"
@@ -87,10 +87,9 @@ def _fmt(value: object, unit: str = "") -> str:
 
 
 def _backlog(live: Any) -> int | None:
-    rows = live.get("backlog_open") if isinstance(live, dict) else None
-    if not isinstance(rows, list):
-        return None
-    return sum(int(row.get("count", 0)) for row in rows if isinstance(row, dict))
+    backlog = live.get("backlog_open") if isinstance(live, dict) else None
+    total = backlog.get("total") if isinstance(backlog, dict) else None
+    return total if isinstance(total, int) else None
 
 
 def _summary(kpis: dict[str, Any], live: Any) -> Table:
@@ -102,33 +101,27 @@ def _summary(kpis: dict[str, Any], live: Any) -> Table:
         value = kpis.get(name)
         return value.get("value") if isinstance(value, dict) else None
 
-    table = Table(title="SupportPulse — demo tenant, last 15 minutes", show_header=True)
-    for col in (
-        "received",
-        "handled",
-        "FRT p50",
-        "FRT p90",
-        "resolution p50",
-        "CSAT avg",
-        "abandonment",
-        "service level",
-        "SLA compliance",
-        "backlog",
-    ):
-        table.add_column(col, justify="right")
-    backlog = _backlog(live)
-    table.add_row(
-        _fmt(kpis.get("received")),
-        _fmt(kpis.get("handled")),
-        _fmt(duration("first_response_seconds", "p50"), " s"),
-        _fmt(duration("first_response_seconds", "p90"), " s"),
-        _fmt(duration("resolution_seconds", "p50"), " s"),
-        _fmt(ratio("csat_avg")),
-        _fmt(ratio("abandonment_rate"), "%"),
-        _fmt(ratio("service_level"), "%"),
-        _fmt(ratio("sla_first_response_compliance"), "%"),
-        _fmt(backlog),
+    # One row per KPI: fits an 80-column terminal, and reads like a report.
+    table = Table(title="SupportPulse: demo tenant, last 15 minutes", show_header=True)
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    rows = (
+        ("received (conversations + calls)", _fmt(kpis.get("received"))),
+        ("handled (resolutions + answered calls)", _fmt(kpis.get("handled"))),
+        (
+            "first response p50 / p90",
+            f"{_fmt(duration('first_response_seconds', 'p50'), ' s')} / "
+            f"{_fmt(duration('first_response_seconds', 'p90'), ' s')}",
+        ),
+        ("resolution p50", _fmt(duration("resolution_seconds", "p50"), " s")),
+        ("CSAT average (1-5)", _fmt(ratio("csat_avg"))),
+        ("abandonment rate", _fmt(ratio("abandonment_rate"), "%")),
+        ("service level (20 s)", _fmt(ratio("service_level"), "%")),
+        ("first-response SLA compliance", _fmt(ratio("sla_first_response_compliance"), "%")),
+        ("backlog open now", _fmt(_backlog(live))),
     )
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
