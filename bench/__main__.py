@@ -36,7 +36,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--history-days", type=int, default=30, help="api: days of hour/day buckets (minutes: 2 days)"
     )
-    p.add_argument("--profile", action="store_true", help="aggregator, hotpath: also a run under cProfile")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="aggregator, hotpath: also a run under cProfile; ingest: py-spy on the worker",
+    )
     return p
 
 

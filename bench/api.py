@@ -89,6 +89,15 @@ async def bucket_sql(db_url: str, start: datetime, end: datetime, runs: int) -> 
                 await fetch_counts(conn, q)
                 await fetch_hist(conn, q)
                 times.append((time.perf_counter() - started) * 1000)
+            # What-if without touching services/: the same statements with JIT compilation off.
+            await conn.exec_driver_sql("SET jit = off")
+            no_jit = []
+            for _ in range(max(3, runs // 2)):
+                started = time.perf_counter()
+                await fetch_counts(conn, q)
+                await fetch_hist(conn, q)
+                no_jit.append((time.perf_counter() - started) * 1000)
+            await conn.exec_driver_sql("RESET jit")
             counts_stmt, hist_stmt = statements(q)
             explain = []
             for stmt in (counts_stmt, hist_stmt):
@@ -101,6 +110,8 @@ async def bucket_sql(db_url: str, start: datetime, end: datetime, runs: int) -> 
         "plan": [f"grain {r.grain}: {r.start:%H:%M}..{r.end:%H:%M}" for r in window.plan],
         "runs_ms": [round(t, 1) for t in times],
         "median_ms": round(statistics.median(times), 1),
+        "jit_off_runs_ms": [round(t, 1) for t in no_jit],
+        "jit_off_median_ms": round(statistics.median(no_jit), 1),
         "explain_counts": explain[0],
         "explain_hist": explain[1],
     }
@@ -188,6 +199,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             ("API at 200 req/s: p50 / p99 ms", f"{fr['p50_ms']} / {fr['p99_ms']}"),
             ("API at 200 req/s: errors / non-2xx", f"{fr['errors']} / {fr['non_2xx']}"),
             ("bucket SQL, both statements (median ms)", bucket_ms),
+            ("bucket SQL with SET jit = off (median ms)", figures["bucket_sql"]["jit_off_median_ms"]),
             ("raw-events SQL (median ms)", raw_ms),
             ("raw SQL / bucket SQL", figures["speedup"]["raw_sql_over_bucket_sql"]),
             ("raw SQL / API p50 (unloaded)", figures["speedup"]["raw_sql_over_api_p50_unloaded"]),

@@ -16,14 +16,15 @@ Everything (server, Kafka broker, load generator) shares the same 2 cores.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import VENV_BIN, delete_topics, free_port, log, print_table, unique, write_results
+from bench.common import RESULTS, VENV_BIN, delete_topics, free_port, log, print_table, unique, write_results
 from bench.loadgen import fixed_rate, post
-from bench.servers import ensure_wrk, server, wrk
+from bench.servers import ensure_wrk, py_spy, server, wrk
 
 UVLOOP = True
 TOKEN = "bench-ingest-token"  # noqa: S105 - a throwaway tenant in a temporary file
@@ -46,7 +47,13 @@ def _event(i: int, occurred: str) -> bytes:
 
 
 async def measure(
-    kind: str, workers: int, seconds: float, rate: float, tmp: Path, topics: dict[str, str]
+    kind: str,
+    workers: int,
+    seconds: float,
+    rate: float,
+    tmp: Path,
+    topics: dict[str, str],
+    profile: bool = False,
 ) -> dict[str, Any]:
     port = free_port()
     occurred = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -71,7 +78,7 @@ async def measure(
     url = f"http://127.0.0.1:{port}/v1/events"
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     out: dict[str, Any] = {"app": kind, "workers": workers}
-    async with server(argv, env, port, ready, tmp / f"{kind}-{workers}.log"):
+    async with server(argv, env, port, ready, tmp / f"{kind}-{workers}.log") as proc:
         log(f"ingest: {kind} app, {workers} worker(s) on :{port}")
         await wrk(url, min(3, seconds), 32, [TOKEN, "1", occurred])  # warm-up
         out["max"] = await wrk(url, seconds, 64, [TOKEN, "1", occurred])
@@ -88,6 +95,17 @@ async def measure(
         batch["events_per_second"] = batch["requests_per_second"] * 1000
         out["batch_1000"] = batch
         log(f"  batches of 1000: {batch['events_per_second']:,} events/s")
+        if profile and kind == "ingest" and workers == 1:
+            # One worker: uvicorn serves in the process it was started as (no supervisor).
+            for name, batch_size in (("single", "1"), ("batch_1000", "1000")):
+                log(f"  py-spy on the ingest worker under wrk ({name})")
+                load = asyncio.create_task(
+                    wrk(url, 12, 64 if batch_size == "1" else 8, [TOKEN, batch_size, occurred])
+                )
+                await asyncio.sleep(1)
+                RESULTS.mkdir(exist_ok=True)
+                out[f"profile_{name}"] = await py_spy(proc.pid, 10, RESULTS / f"ingest-{name}.pyspy")
+                await load
     return out
 
 
@@ -104,7 +122,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for workers in (1, 2):
                 for kind in ("bare", "ingest"):
-                    runs.append(await measure(kind, workers, seconds, rate, tmp, topics))
+                    runs.append(await measure(kind, workers, seconds, rate, tmp, topics, args.profile))
         finally:
             await delete_topics(topics.values())
     rows = []
@@ -141,5 +159,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "client CPU", "batch ev/s", "errors"),
     )  # fmt: skip
     print(f"ingest / bare: {ratios}")
+    for r in runs:
+        for name in ("profile_single", "profile_batch_1000"):
+            if r.get(name):
+                print_table(f"ingest ×1, py-spy {name}: % of samples (self)", r[name]["self_percent"][:15])
+                print_table(
+                    f"ingest ×1, py-spy {name}: % of samples (inclusive)", r[name]["inclusive_percent"]
+                )
     write_results("ingest", figures, args.quick)
     return figures

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -106,3 +107,63 @@ async def wrk(
     result = parse_wrk(text)
     result["connections"] = connections
     return result
+
+
+def _py_spy_exe() -> str | None:
+    exe = Path(sys.executable).parent / "py-spy"
+    return str(exe) if exe.exists() else shutil.which("py-spy")
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+INCLUSIVE_LAYERS = ("services/", "shared/", "aiokafka/")
+
+
+def summarise_collapsed(text: str) -> dict[str, Any]:
+    """py-spy's raw (collapsed) stacks → the frames with the most samples on top of the stack
+    (self) and anywhere on it (inclusive), in % of all samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = []
+        for frame in stack.split(";"):
+            function, _, where = frame.partition(" (")
+            path = where.split(":")[0]
+            for anchor in ("site-packages/", "/work/main/", "/lib/python3.11/"):
+                path = path.split(anchor)[-1]
+            frames.append(f"{function} ({path})")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        # Inclusive time only for the layers worth reading: the project's code and aiokafka.
+        for frame in set(frames):
+            if any(f"({layer}" in frame for layer in INCLUSIVE_LAYERS):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def top(table: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])[:25]
+        return [(name, round(100 * n / max(total, 1), 1)) for name, n in ranked]
+
+    return {"samples": total, "self_percent": top(own), "inclusive_percent": top(inclusive)}
+
+
+async def py_spy(pid: int, seconds: float, out: Path) -> dict[str, Any] | None:
+    """Sample ``pid`` with py-spy (a bench-only tool: ``.venv/bin/pip install py-spy``)."""
+    exe = _py_spy_exe()
+    if exe is None:
+        log("py-spy is not installed (.venv/bin/pip install py-spy): no profile")
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        exe, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "200",
+        "--format", "raw", "--nonblocking", "--output", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await proc.wait()
+    text = await asyncio.to_thread(_read, out)
+    return summarise_collapsed(text) if text else None
