@@ -62,3 +62,16 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     if described.get("error_code") or not described.get("partitions"):
         raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
     return sorted(int(p["partition"]) for p in described["partitions"])
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete those of ``names`` that exist (test and benchmark clean-up)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [name for name in names if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.stack import StackInfo, up
 from shared.db.scratch import scratch_database
+from shared.kafka import delete_topics
 from shared.tenants import DEFAULT_FILE
 from tests.e2e.support import (
     RULES_DIR,
@@ -101,18 +101,6 @@ def _tenants_file(path: Path, tenant: str) -> None:
         "api_keys": [{"name": "e2e", "key": f"{tenant}-api-key", "tenants": [tenant], "metrics": True}],
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
-async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [t for t in topics if t in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="package")
@@ -212,4 +200,4 @@ def pipeline(
             for child in reversed(children.values()):
                 child.stop()
             runner.run(cleanup.aclose())
-            runner.run(_delete_topics(stack.kafka_bootstrap, topics))
+            runner.run(delete_topics(stack.kafka_bootstrap, topics))

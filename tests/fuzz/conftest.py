@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import schemathesis
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.api.app import create_app as create_api
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from shared.kafka import delete_topics
 from shared.settings import CommonSettings
 from shared.tenants import TenantsConfig
 from tests.api.conftest import TENANTS as API_TENANTS
@@ -87,18 +87,6 @@ class IngestUnderTest:
     @property
     def topics(self) -> list[str]:
         return [self.settings.events_topic, self.settings.raw_topic, self.settings.deadletter_topic]
-
-
-async def delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [t for t in topics if t in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 def _end_lifespans() -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -24,6 +23,7 @@ from services.api.app import create_app as create_api
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared.db.scratch import driver_dsn, scratch_database
+from shared.kafka import delete_topics
 from shared.settings import CommonSettings
 from shared.tenants import ApiKey, TenantsConfig
 from tests.api.conftest import TENANTS as API_TENANTS
@@ -88,18 +88,6 @@ def unique_topics(prefix: str) -> dict[str, str]:
         "raw_topic": f"test.{prefix}.{run}.raw",
         "deadletter_topic": f"test.{prefix}.{run}.dlq",
     }
-
-
-async def delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [t for t in topics if t in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 @asynccontextmanager

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import yaml
 
+from shared.kafka import delete_topics
 from shared.settings import CommonSettings
 from tests.fuzz.support import in_thread
-from tests.security.conftest import delete_topics
 
 BIN = Path(sys.executable).parent / "supportpulse"
 

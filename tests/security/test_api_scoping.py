@@ -122,7 +122,9 @@ async def test_a_key_never_reads_a_tenant_it_may_not_read(api_factory: ApiFactor
             response = await client.request(
                 method, _path(path), params=params, headers={"Authorization": "Bearer acme-key"}
             )
-            assert response.status_code == 403, (path, tenant, response.text)
+            # A NUL is refused as malformed (422) before the tenant is even looked at.
+            expected = 422 if "\x00" in tenant else 403
+            assert response.status_code == expected, (path, tenant, response.text)
         # A repeated parameter cannot smuggle a second tenant past the check.
         for method, path in scoped_routes(app):
             query = [("tenant", "acme"), ("tenant", "globex"), *_required(path).items()]
