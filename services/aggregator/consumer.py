@@ -214,6 +214,8 @@ class AggregatorLoop:
             log.exception("flush failed; dropping unflushed state and resuming from Postgres")
             await self._resync()
             return False
+        # Here, between batches (under the lock), evicting cannot race process().
+        self.engine.evict()
         self.engine.metrics.last_flush.set(time.time())
         self.heartbeat.last_flush_ok = time.monotonic()
         if committed:

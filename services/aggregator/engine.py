@@ -253,16 +253,24 @@ class Engine:
         await self.store.write(batch)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         self.metrics.flushed_rows.inc(batch.rows)
-        self._evict()
+        # No eviction here: this may run while process() awaits a load, and evicting a
+        # conversation that batch is about to use would replace its state with an empty one.
         return {p: new for p, (old, new, _epoch) in batch.offsets.items() if new != old and new >= 0}
 
     async def flush(self, now: float | None = None) -> dict[int, int]:
         """Snapshot and write in one go (the caller does nothing in between)."""
         batch = self.snapshot(now)
-        return {} if batch is None else await self.commit(batch)
+        if batch is None:
+            return {}
+        committed = await self.commit(batch)
+        self.evict()
+        return committed
 
-    def _evict(self) -> None:
-        # Conversations changed since the last snapshot are not in Postgres yet: they stay.
+    def evict(self) -> None:
+        """Let closed conversations leave memory; call only after a commit, never during process().
+
+        Conversations changed since the last snapshot are not in Postgres yet: they stay.
+        """
         dirty = self.dirty
         closed = [k for k, c in self.conversations.items() if c.walk.closed and k not in dirty]
         for key in closed:
