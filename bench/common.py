@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.db.migrate import upgrade_async
+from shared.db import driver_dsn
+from shared.db.scratch import scratch_database
+from shared.kafka import delete_topics as shared_delete_topics
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +36,7 @@ def settings() -> CommonSettings:
     return CommonSettings()
 
 
-def plain_dsn(url: str) -> str:
-    """asyncpg wants postgresql://, the services' settings hold postgresql+asyncpg://."""
-    return "postgresql://" + url.split("://", 1)[1]
+plain_dsn = driver_dsn
 
 
 # --- throwaway resources -----------------------------------------------------------------
@@ -46,40 +45,8 @@ def plain_dsn(url: str) -> str:
 @asynccontextmanager
 async def temp_database(migrate: bool = True) -> AsyncIterator[str]:
     """A fresh database (SQLAlchemy URL) at the latest migration; dropped on exit."""
-    url = settings().database_dsn
-    name = unique("supportpulse_bench_")
-    admin = plain_dsn(url)
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    db_url = url.rsplit("/", 1)[0] + "/" + name
-    try:
-        if migrate:
-            await upgrade_async(db_url)
-        yield db_url
-    finally:
-        await drop_database(admin, name)
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    """Drop, tolerating autovacuum: plain DROP DATABASE stops autovacuum workers itself, whereas
-    WITH (FORCE) would need the right to signal them. A failure is reported, not raised."""
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for attempt in range(10):
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                return
-            except asyncpg.ObjectInUseError:
-                await asyncio.sleep(0.5 * (attempt + 1))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except asyncpg.PostgresError as exc:
-            log(f"WARNING: could not drop database {name}: {exc}; drop it by hand")
-    finally:
-        await conn.close()
+    async with scratch_database(settings().database_dsn, "supportpulse_bench_", migrate=migrate) as url:
+        yield url
 
 
 @asynccontextmanager
@@ -102,15 +69,7 @@ async def temp_topics(names: Sequence[str], partitions: int = 6) -> AsyncIterato
 
 
 async def delete_topics(names: Iterable[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [n for n in names if n in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
+    await shared_delete_topics(settings().kafka_bootstrap, list(names))
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +13,9 @@ import asyncpg
 from shared.db import driver_dsn
 from shared.db.migrate import upgrade_async
 
-__all__ = ["driver_dsn", "scratch_database"]
+__all__ = ["driver_dsn", "drop_database", "scratch_database"]
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -30,8 +34,27 @@ async def scratch_database(server_url: str, prefix: str, *, migrate: bool = True
             await upgrade_async(url)
         yield url
     finally:
-        conn = await asyncpg.connect(admin)
+        await drop_database(admin, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop, tolerating autovacuum; a failure is logged, not raised (clean-up must not fail a run).
+
+    A plain DROP DATABASE stops autovacuum workers by itself, whereas WITH (FORCE) needs the
+    right to signal them, which the application role lacks; FORCE is the last resort for our
+    own leftover connections.
+    """
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for attempt in range(10):
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except asyncpg.ObjectInUseError:
+                await asyncio.sleep(0.5 * (attempt + 1))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        except asyncpg.PostgresError as exc:
+            log.warning("could not drop database %s: %s; drop it by hand", name, exc)
+    finally:
+        await conn.close()
