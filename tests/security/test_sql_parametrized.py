@@ -53,8 +53,12 @@ VETTED: Final[dict[tuple[str, str], tuple[int, str]]] = {
         "the only value (the consumer group) is a bound parameter ($1)",
     ),
     ("shared/db/scratch.py", "scratch_database"): (
+        1,
+        "CREATE DATABASE: the name is the caller's constant prefix + secrets.token_hex (tests, bench)",
+    ),
+    ("shared/db/scratch.py", "drop_database"): (
         2,
-        "CREATE/DROP DATABASE: the name is the caller's constant prefix + secrets.token_hex (tests, bench)",
+        "DROP DATABASE (plain, then WITH FORCE) of the name scratch_database generated",
     ),
     ("services/stack/postgres.py", "_bootstrap"): (
         2,
