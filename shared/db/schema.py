@@ -13,9 +13,11 @@ from typing import Final
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Double,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 GRAIN_MINUTE: Final = 0
 GRAIN_HOUR: Final = 1
@@ -85,6 +88,8 @@ conversations = Table(
     Column("sla_due_at", DateTime(timezone=True)),
     # The deadline of a recorded breach while the first reply is still awaited (live view).
     Column("sla_breached_at", DateTime(timezone=True)),
+    # When the earliest running SLA clock turns at risk (the live view's "at risk now").
+    Column("sla_at_risk_at", DateTime(timezone=True)),
     Column("closed", Boolean, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -115,4 +120,38 @@ quarantined_events = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+)
+
+sla_calendars = Table(
+    "sla_calendars",
+    metadata,
+    Column("tenant", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("body", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per version of a named policy; rows are never updated (see shared/sla/policy.py).
+sla_policies = Table(
+    "sla_policies",
+    metadata,
+    Column("tenant", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    # The place in the tenant's list: first match wins.
+    Column("position", Double, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("version >= 1", name="sla_policies_version_positive"),
+)
+
+# SLA transitions written in the aggregator's flush transaction, relayed to Kafka afterwards.
+sla_outbox = Table(
+    "sla_outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
