@@ -82,11 +82,34 @@ MEASURES: Final[dict[str, Measure]] = {
         _m("nps_promoters", C, "NPS answers of 9 or 10."),
         _m("nps_detractors", C, "NPS answers of 0 to 6."),
         _m("ces_score", V, "Customer-effort answers on 1–7."),
-        _m("sla_first_response_met", C, "First responses within the channel's first-response target."),
+        _m(
+            "sla_first_response_met",
+            C,
+            "First responses by the deadline of the SLA policy that applies (recorded at the reply).",
+        ),
         _m(
             "sla_first_response_breaches",
             C,
-            "Conversations with no first response by their deadline, recorded in the deadline's minute.",
+            "Conversations with no first response by their deadline, recorded in the deadline's minute "
+            "whether or not a reply comes later.",
+        ),
+        _m("sla_next_reply_met", C, "Customer turns answered by their next-reply deadline."),
+        _m(
+            "sla_next_reply_breaches",
+            C,
+            "Customer turns not answered by their next-reply deadline (once per turn, in the deadline's "
+            "minute).",
+        ),
+        _m("sla_resolution_met", C, "Conversations first resolved by their resolution deadline."),
+        _m(
+            "sla_resolution_breaches",
+            C,
+            "Conversations not resolved by their resolution deadline (in the deadline's minute).",
+        ),
+        _m(
+            "sla_at_risk",
+            C,
+            "SLA clocks that ran past the policy's at-risk share of their target (in that minute).",
         ),
     )
 }
@@ -224,6 +247,30 @@ KPIS: Final[dict[str, Kpi]] = {
             (("sla_first_response_met", 1),),
             (("sla_first_response_met", 1), ("sla_first_response_breaches", 1)),
         ),
+        _count("sla_next_reply_breaches", MEASURES["sla_next_reply_breaches"].description),
+        _ratio(
+            "sla_next_reply_compliance",
+            "Customer turns answered within target ÷ (those + breaches).",
+            (("sla_next_reply_met", 1),),
+            (("sla_next_reply_met", 1), ("sla_next_reply_breaches", 1)),
+        ),
+        _count("sla_resolution_breaches", MEASURES["sla_resolution_breaches"].description),
+        _ratio(
+            "sla_resolution_compliance",
+            "Resolutions within target ÷ (those + breaches).",
+            (("sla_resolution_met", 1),),
+            (("sla_resolution_met", 1), ("sla_resolution_breaches", 1)),
+        ),
+        _count(
+            "sla_breaches",
+            "Breaches of every SLA target: first response, next reply and resolution.",
+            (
+                ("sla_first_response_breaches", 1),
+                ("sla_next_reply_breaches", 1),
+                ("sla_resolution_breaches", 1),
+            ),
+        ),
+        _count("sla_at_risk", MEASURES["sla_at_risk"].description),
     )
 }
 

@@ -1,8 +1,8 @@
 """One conversation's (or call's) state, and how an event changes its facts.
 
 The invariant: the facts emitted so far for a conversation always equal
-``replay(timeline)`` plus the clock-driven SLA breach. An event that sorts after
-everything seen (the usual case) is one :meth:`Walk.step`; one that arrives out of
+``replay(timeline)`` plus the SLA verdicts of ``sla.judge`` as of the last evaluation.
+An event that sorts after everything seen (the usual case) is one :meth:`Walk.step`; one that arrives out of
 order, or re-rates a survey, replays the timeline with and without it and emits the
 difference: retractions of facts that no longer hold and the new ones. Duplicates (an
 event id already in the timeline) change nothing.
@@ -17,6 +17,7 @@ from typing import Final
 import msgspec
 
 from services.aggregator.decode import Step, order_key
+from services.aggregator.sla import Outbox, SlaBook, SlaState, judge
 from services.aggregator.walk import Fact, Rules, Walk, minute_of, replay
 
 # Support conversations this long are pathological (bot loops, spam). Rather than drop the
@@ -36,8 +37,7 @@ class Conversation(msgspec.Struct, kw_only=True, gc=False):
     partition: int
     timeline: list[Step] = msgspec.field(default_factory=list)
     walk: Walk = msgspec.field(default_factory=Walk)
-    # The clock-driven first-response breach as emitted, to retract it exactly if it stops holding.
-    breach: Fact | None = None
+    sla: SlaState = msgspec.field(default_factory=SlaState)
 
     def seen(self, event_id: str) -> bool:
         # A plain loop: about three times faster than any() over a generator for short timelines.
@@ -48,13 +48,8 @@ class Conversation(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def sla_due_at(self) -> float | None:
-        """When the clock must next look at this conversation (None: nothing pending)."""
-        walk = self.walk
-        if self.breach is not None or walk.sla_deadline is None or walk.first_response_at is not None:
-            return None
-        if walk.first_resolved_at is not None and walk.first_resolved_at <= walk.sla_deadline:
-            return None
-        return walk.sla_deadline
+        """When the timer must next look at this conversation (None: nothing pending)."""
+        return self.sla.due
 
 
 class Changes:
@@ -102,22 +97,21 @@ def _replay_with(conv: Conversation, step: Step, rules: Rules, changes: Changes)
     changes.retracted.extend((old - new).elements())
 
 
-def tick(conv: Conversation, now: float, changes: Changes) -> None:
-    """Bring the clock-driven breach in line with the timeline as of ``now``."""
-    walk = conv.walk
-    minute = walk.sla_breach_minute(now)
-    current = conv.breach
-    if current is not None and current.minute == minute:
-        return
-    if current is not None:
-        changes.retracted.append(current)
-        conv.breach = None
-    if minute is not None:
-        fact = Fact(
-            "sla_first_response_breaches", minute, walk.channel, walk.team, walk.agent, walk.labels, 1.0
-        )
-        changes.added.append(fact)
-        conv.breach = fact
+def tick(
+    conv: Conversation, now: float, book: SlaBook, changes: Changes, outbox: list[Outbox] | None
+) -> None:
+    """Bring the conversation's SLA verdicts in line with its timeline as of ``now``."""
+    judge(
+        conv.tenant,
+        conv.conversation_id,
+        conv.walk,
+        conv.sla,
+        book,
+        now,
+        changes.added,
+        changes.retracted,
+        outbox,
+    )
 
 
 _state_encoder: Final = msgspec.msgpack.Encoder()
@@ -132,4 +126,4 @@ def load(data: bytes) -> Conversation:
     return _state_decoder.decode(data)
 
 
-__all__ = ["Changes", "Conversation", "TimelineFull", "apply", "dump", "load", "minute_of", "tick"]
+__all__ = ["Changes", "Conversation", "Fact", "TimelineFull", "apply", "dump", "load", "minute_of", "tick"]

@@ -23,6 +23,7 @@ class Step(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):  # no cy
     queue: str | None = None
     agent: str | None = None
     labels: list[str] | None = None
+    priority: str | None = None
     status: str | None = None
     direction: str | None = None
     author: str | None = None

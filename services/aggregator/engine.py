@@ -21,6 +21,7 @@ from services.aggregator.decode import TYPE_ORDER, Step, kafka_decoder
 from services.aggregator.deltas import Deltas
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.sla import Outbox, SlaBook
 from services.aggregator.store import Batch, Quarantined, Store, prepare
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,17 @@ def _has_nul(step: Step) -> bool:
 
 
 class Engine:
-    def __init__(self, settings: AggregatorSettings, store: Store, metrics: AggregatorMetrics) -> None:
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        store: Store,
+        metrics: AggregatorMetrics,
+        book: SlaBook | None = None,
+    ) -> None:
         self.settings = settings
         self.rules = settings.rules
+        # Until the SLA configuration is loaded from Postgres: the defaults of the settings.
+        self.book = book if book is not None else SlaBook(default_targets=self.rules.first_response_targets)
         self.store = store
         self.metrics = metrics
         self.partitions: dict[int, PartitionState] = {}
@@ -71,6 +80,8 @@ class Engine:
         self.dirty: dict[Key, Conversation] = {}
         self.deltas = Deltas()
         self.quarantined: list[Quarantined] = []
+        # Breach-topic messages of the SLA verdicts recorded since the last snapshot.
+        self.outbox: list[Outbox] = []
         self._changes = Changes()
 
     # ownership -------------------------------------------------------------------------
@@ -93,6 +104,7 @@ class Engine:
         self.dirty.clear()
         self.deltas = Deltas()
         self.quarantined.clear()
+        self.outbox.clear()
 
     def clock(self, partition: int, now: float) -> float:
         state = self.partitions.get(partition)
@@ -126,6 +138,7 @@ class Engine:
         await self._load_missing({(s.tenant, s.conversation_id) for _, s, _ in steps})
         applied = 0
         changes = self._changes
+        touched: dict[Key, Conversation] = {}
         for partition, step, record in steps:
             key = (step.tenant, step.conversation_id)
             conv = self.conversations.get(key)
@@ -142,11 +155,15 @@ class Engine:
             except TimelineFull as exc:
                 self._quarantine("timeline_too_long", partition, record.offset, record.value or b"", str(exc))
                 continue
-            tick(conv, self.clock(partition, now), changes)
             self._fold(conv.tenant, changes)
-            self.dirty[key] = conv
+            touched[key] = conv
             self.metrics.count_event(step.type)
             applied += 1
+        # SLA verdicts once per conversation and batch, after all of its events in the batch.
+        for key, conv in touched.items():
+            tick(conv, self.clock(conv.partition, now), self.book, changes, self.outbox)
+            self._fold(conv.tenant, changes)
+            self.dirty[key] = conv
         return applied
 
     def _decode(
@@ -199,7 +216,7 @@ class Engine:
         changes.retracted.clear()
 
     async def run_timers(self, now: float | None = None) -> int:
-        """Record breaches whose deadline passed with no event to trigger them; returns how many changed."""
+        """Record verdicts that changed with no event (at risk, breached); returns how many changed."""
         now = time.time() if now is None else now
         if not self.partitions:
             return 0
@@ -210,7 +227,7 @@ class Engine:
             conv = self.conversations.get(key)
             if conv is None or conv.partition not in self.partitions:
                 continue
-            tick(conv, self.clock(conv.partition, now), self._changes)
+            tick(conv, self.clock(conv.partition, now), self.book, self._changes, self.outbox)
             if self._changes.added or self._changes.retracted:
                 self._fold(conv.tenant, self._changes)
                 self.dirty[key] = conv
@@ -231,16 +248,19 @@ class Engine:
             p for p, s in self.partitions.items() if s.position != s.stored or s.position < 0
         }
         offsets = {p: (s.stored, s.position, s.epoch) for p, s in self.partitions.items() if p in touched}
-        if not (offsets or self.dirty or self.deltas or self.quarantined):
+        if not (offsets or self.dirty or self.deltas or self.quarantined or self.outbox):
             return None
         horizon = int(now - self.settings.minute_retention_hours * 3600)
         count_rows, hist_rows = self.deltas.rows(horizon)
-        batch = prepare(count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets)
+        batch = prepare(
+            count_rows, hist_rows, list(self.dirty.values()), self.quarantined, offsets, self.outbox
+        )
         for partition, (_, new, _epoch) in offsets.items():
             self.partitions[partition].stored = new
         self.dirty.clear()
         self.deltas = Deltas()
         self.quarantined = []
+        self.outbox = []
         return batch
 
     async def commit(self, batch: Batch) -> dict[int, int]:

@@ -15,6 +15,7 @@ import asyncpg
 
 from services.aggregator.conversation import Conversation, dump, load
 from services.aggregator.deltas import RowKey
+from services.aggregator.sla import Outbox
 
 _UPSERT_COUNTS = """
 INSERT INTO kpi_counts AS k (tenant, grain, bucket, metric, channel, team, agent, label, count, sum)
@@ -34,17 +35,19 @@ DO UPDATE SET count = h.count + EXCLUDED.count
 
 _UPSERT_CONVERSATIONS = """
 INSERT INTO conversations AS c (tenant, conversation_id, partition, is_call, channel, team, agent, status,
-                                created_at, queued_at, sla_due_at, sla_breached_at, closed, state, updated_at)
-SELECT t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, cl, s, now()
+                                created_at, queued_at, sla_due_at, sla_breached_at, sla_at_risk_at, closed,
+                                state, updated_at)
+SELECT t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, ar, cl, s, now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bool[],
-            $14::bytea[])
-     AS u(t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, cl, s)
+            $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[],
+            $13::timestamptz[], $14::bool[], $15::bytea[])
+     AS u(t, cid, p, ic, ch, tm, ag, st, ca, qa, due, br, ar, cl, s)
 ON CONFLICT (tenant, conversation_id) DO UPDATE SET
     partition = EXCLUDED.partition, is_call = EXCLUDED.is_call, channel = EXCLUDED.channel,
     team = EXCLUDED.team, agent = EXCLUDED.agent, status = EXCLUDED.status, created_at = EXCLUDED.created_at,
     queued_at = EXCLUDED.queued_at, sla_due_at = EXCLUDED.sla_due_at,
-    sla_breached_at = EXCLUDED.sla_breached_at, closed = EXCLUDED.closed, state = EXCLUDED.state,
+    sla_breached_at = EXCLUDED.sla_breached_at, sla_at_risk_at = EXCLUDED.sla_at_risk_at,
+    closed = EXCLUDED.closed, state = EXCLUDED.state,
     updated_at = now()
 """
 
@@ -178,6 +181,12 @@ class Store:
                 await conn.execute(_UPSERT_HIST, *batch.hist)
             if batch.conversations[0]:
                 await conn.execute(_UPSERT_CONVERSATIONS, *batch.conversations)
+            if batch.outbox:
+                await conn.execute(
+                    "INSERT INTO sla_outbox (key, payload) SELECT * FROM unnest($1::bytea[], $2::bytea[])",
+                    [m.key for m in batch.outbox],
+                    [m.payload for m in batch.outbox],
+                )
             if quarantined:
                 await conn.executemany(
                     'INSERT INTO quarantined_events (reason, topic, partition, "offset", payload) '
@@ -200,6 +209,7 @@ class Batch:
     quarantined: Sequence[Quarantined]
     offsets: dict[int, tuple[int, int, int]]
     rows: int
+    outbox: Sequence[Outbox] = ()
 
 
 def prepare(
@@ -208,6 +218,7 @@ def prepare(
     conversations: Sequence[Conversation],
     quarantined: Sequence[Quarantined],
     offsets: dict[int, tuple[int, int, int]],
+    outbox: Sequence[Outbox] = (),
 ) -> Batch:
     return Batch(
         _columns(count_rows),
@@ -216,11 +227,12 @@ def prepare(
         list(quarantined),
         dict(offsets),
         len(count_rows) + len(hist_rows),
+        list(outbox),
     )
 
 
 def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(14)]
+    cols: list[list[object]] = [[] for _ in range(15)]
     for conv in sorted(conversations, key=lambda c: (c.tenant, c.conversation_id)):
         walk = conv.walk
         status = ("in_queue" if walk.in_queue else "done") if walk.is_call else walk.status
@@ -235,8 +247,9 @@ def _conversation_columns(conversations: Sequence[Conversation]) -> list[list[ob
             status,
             _ts(walk.created_at if not walk.is_call else walk.queued_at),
             _ts(walk.queued_at if walk.in_queue else None),
-            _ts(conv.sla_due_at),
-            _ts(walk.sla_deadline if conv.breach is not None and walk.first_response_at is None else None),
+            _ts(conv.sla.due),
+            _ts(conv.sla.breached_at),
+            _ts(conv.sla.at_risk_at),
             walk.closed,
             dump(conv),
         )

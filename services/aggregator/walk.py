@@ -5,8 +5,9 @@ observed in a minute under some dimensions, with a value. Facts depend only on t
 events, never on when they arrived, so a timeline gives the same facts whatever the
 order of delivery. The aggregator appends in-order events with :meth:`Walk.step` and
 replays the whole timeline when an event arrives out of order (see ``conversation.py``).
-Clock-driven facts (an SLA deadline passing with no reply) are not produced here: they
-depend on *now*, and ``conversation.py`` handles them.
+SLA facts are not produced here: they depend on the tenant's policies and on *now* (a
+deadline passing with no reply), and ``sla.py`` derives them from what the walk records
+(status changes, customer turns, first reply).
 """
 
 from __future__ import annotations
@@ -35,14 +36,9 @@ class Rules:
 
     short_abandon_seconds: float = 5.0
     service_level_seconds: float = 20.0
-    # First-response SLA target per channel, seconds; channels absent have no SLA.
+    # The first-response targets (seconds, calendar time) of a tenant that defined no SLA
+    # policy, per channel; channels absent have no SLA. See services/aggregator/sla.py.
     first_response_targets: tuple[tuple[str, float], ...] = ()
-
-    def first_response_target(self, channel: str) -> float | None:
-        for name, seconds in self.first_response_targets:
-            if name == channel:
-                return seconds
-        return None
 
 
 HUMAN_STATUSES: Final = frozenset({"open", "pending", "snoozed"})
@@ -59,14 +55,18 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
     team: str = ""
     agent: str = ""
     labels: tuple[str, ...] = ()
+    priority: str | None = None
     status: str | None = None
     last: tuple[float, int, str] | None = None
     is_call: bool = False
     # conversations
     created_at: float | None = None
     frt_start: float | None = None
-    sla_deadline: float | None = None
+    # Where the first-response SLA clock starts: creation or bot handoff (a reopen, unlike
+    # for the KPI, does not restart it: a breach that happened stays a breach).
+    sla_start: float | None = None
     first_response_at: float | None = None
+    first_replier: str = ""
     waiting_since: float | None = None
     first_resolved_at: float | None = None
     human_messages: int = 0
@@ -79,6 +79,10 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
     aht_done: bool = False
     # survey_id -> the latest answer's order key, so a re-rating replaces the first
     surveys: dict[str, tuple[float, int, str]] = msgspec.field(default_factory=dict)
+    # What the SLA clocks need: (time, new status) changes, and the customer's turns after
+    # the first response as [asked at, answered at, replier] (answered at None: waiting).
+    statuses: list[tuple[float, str]] = msgspec.field(default_factory=list)
+    turns: list[tuple[float, float | None, str]] = msgspec.field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -117,7 +121,7 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
             self.channel = ev.channel
         kind, _, action = ev.type.partition(".")
         if kind == "conversation":
-            self._conversation(ev, action, rules, out)
+            self._conversation(ev, action, out)
         elif kind == "message":
             self._message(ev, out)
         elif kind == "call":
@@ -127,13 +131,15 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
 
     # conversations -------------------------------------------------------------------
 
-    def _conversation(self, ev: Step, action: str, rules: Rules, out: list[Fact]) -> None:
+    def _conversation(self, ev: Step, action: str, out: list[Fact]) -> None:
         if ev.team is not None:
             self.team = ev.team
         if ev.agent is not None:
             self.agent = ev.agent
         if ev.labels is not None:
             self.labels = tuple(sorted(set(ev.labels)))
+        if ev.priority is not None:
+            self.priority = ev.priority
         if action == "created":
             if self.created_at is not None:
                 return
@@ -141,22 +147,17 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
             self._fact(out, "conversations_created", ev.t)
             # A conversation that starts pending is a bot's; the human clock starts at handoff.
             self.status = ev.status or "open"
+            self.statuses.append((ev.t, self.status))
             if self.status != "pending":
-                self._start_first_response_clock(ev.t, rules)
+                self.frt_start = self.sla_start = ev.t
         elif action == "status_changed" and ev.status is not None:
-            self._status(ev.t, ev.status, rules, out)
+            self._status(ev.t, ev.status, out)
 
-    def _start_first_response_clock(self, t: float, rules: Rules) -> None:
-        self.frt_start = t
-        if self.sla_deadline is None:
-            target = rules.first_response_target(self.channel)
-            if target is not None:
-                self.sla_deadline = t + target
-
-    def _status(self, t: float, new: str, rules: Rules, out: list[Fact]) -> None:
+    def _status(self, t: float, new: str, out: list[Fact]) -> None:
         previous, self.status = self.status, new
         if previous == new:
             return
+        self.statuses.append((t, new))
         if new == "resolved":
             self._resolved(t, out)
             return
@@ -165,9 +166,11 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
             if self.first_response_at is None:
                 # Resolved and reopened before any human reply: the wait starts again.
                 self.frt_start = t
+            if self.sla_start is None:
+                self.sla_start = t  # a bot resolved it and the customer came back for a human
             return
         if new == "open" and self.frt_start is None:
-            self._start_first_response_clock(t, rules)  # bot handoff
+            self.frt_start = self.sla_start = t  # bot handoff
 
     def _resolved(self, t: float, out: list[Fact]) -> None:
         created = self.created_at if self.created_at is not None else t
@@ -194,6 +197,7 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
                 self.first_inbound_at = ev.t
             if self.first_response_at is not None and self.waiting_since is None:
                 self.waiting_since = ev.t
+                self.turns.append((ev.t, None, ""))
             return
         if ev.direction != "outbound":
             return
@@ -213,23 +217,12 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
             start = self.frt_start if self.frt_start is not None else self.created_at
             start = ev.t if start is None else min(start, ev.t)
             self.first_response_at = ev.t
+            self.first_replier = replier
             self._fact(out, "first_response_seconds", ev.t, ev.t - start, agent=replier)
-            if self.sla_deadline is not None and ev.t <= self.sla_deadline:
-                self._fact(out, "sla_first_response_met", ev.t, agent=replier)
         elif self.waiting_since is not None:
             self._fact(out, "next_reply_seconds", ev.t, ev.t - self.waiting_since, agent=replier)
             self.waiting_since = None
-
-    def sla_breach_minute(self, now: float) -> int | None:
-        """The minute of the first-response breach as of ``now``, if the deadline has passed."""
-        deadline = self.sla_deadline
-        if deadline is None or deadline > now:
-            return None
-        if self.first_response_at is not None and self.first_response_at <= deadline:
-            return None
-        if self.first_resolved_at is not None and self.first_resolved_at <= deadline:
-            return None  # closed without needing a reply (spam, duplicate) before the deadline
-        return minute_of(deadline)
+            self.turns[-1] = (self.turns[-1][0], ev.t, replier)
 
     # calls -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import msgspec
 
 from services.aggregator.conversation import Changes, Conversation, apply, tick
 from services.aggregator.decode import Step, kafka_decoder
+from services.aggregator.sla import SlaBook
 from services.aggregator.walk import Fact, Rules
 from shared.events import Event, encode
 
@@ -24,8 +25,15 @@ def to_step(event: Event) -> Step:
     return kafka_decoder.decode(encode(event))
 
 
-def facts(events: Iterable[Event], now: float = 4e9, rules: Rules = RULES) -> Counter[Fact]:
-    """The net facts (added minus retracted) after applying ``events`` in the order given."""
+def facts(
+    events: Iterable[Event], now: float = 4e9, rules: Rules = RULES, book: SlaBook | None = None
+) -> Counter[Fact]:
+    """The net facts (added minus retracted) after applying ``events`` in the order given.
+
+    SLA verdicts are judged after every event, as of ``now``, under ``book`` (by default the
+    first-response targets of ``rules``).
+    """
+    book = book if book is not None else SlaBook(default_targets=rules.first_response_targets)
     convs: dict[str, Conversation] = {}
     changes = Changes()
     net: Counter[Fact] = Counter()
@@ -35,7 +43,7 @@ def facts(events: Iterable[Event], now: float = 4e9, rules: Rules = RULES) -> Co
             Conversation(tenant=event.tenant, conversation_id=event.conversation_id, partition=0),
         )
         apply(conv, to_step(event), rules, changes)
-        tick(conv, now, changes)
+        tick(conv, now, book, changes, None)
         net.update(changes.added)
         net.subtract(changes.retracted)
         changes.added.clear()

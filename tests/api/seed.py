@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from services.aggregator.conversation import Changes, Conversation, apply, dump, tick
+from services.aggregator.sla import SlaBook
 from services.aggregator.decode import Step, kafka_decoder
 from services.aggregator.walk import Rules
 from shared.events import Event, encode
@@ -24,6 +25,7 @@ from tests.factories import Timeline
 
 # The aggregator's rules for the conversation stories: a 5-minute first-response SLA on chat.
 RULES = Rules(first_response_targets=(("chat", 300.0),))
+BOOK = SlaBook(default_targets=RULES.first_response_targets)
 
 
 def to_step(event: Event) -> Step:
@@ -262,7 +264,7 @@ def _state(timeline: Timeline, now: datetime) -> tuple[Conversation, bytes]:
     changes = Changes()
     for event in timeline.events:
         apply(conv, to_step(event), RULES, changes)
-    tick(conv, now.timestamp(), changes)
+    tick(conv, now.timestamp(), BOOK, changes, None)
     return conv, dump(conv)
 
 
@@ -348,8 +350,7 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
         conv, state = _state(story, NOW)
         walk = conv.walk
         due = conv.sla_due_at
-        waiting = conv.breach is not None and walk.first_response_at is None
-        breached = datetime.fromtimestamp(walk.sla_deadline, UTC) if waiting and walk.sla_deadline else None
+        breached = None if conv.sla.breached_at is None else datetime.fromtimestamp(conv.sla.breached_at, UTC)
         row(
             "acme",
             conv.conversation_id,
