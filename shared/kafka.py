@@ -28,6 +28,7 @@ def topic_specs(settings: CommonSettings) -> list[TopicSpec]:
         TopicSpec(settings.events_topic, settings.events_partitions, durable),
         TopicSpec(settings.raw_topic, settings.events_partitions, durable),
         TopicSpec(settings.deadletter_topic, 1, durable),
+        TopicSpec(settings.sla_topic, settings.events_partitions, durable),
     ]
 
 

@@ -31,6 +31,8 @@ class CommonSettings(BaseSettings):
     events_topic: str = "supportpulse.events"
     raw_topic: str = "supportpulse.raw"
     deadletter_topic: str = "supportpulse.deadletter"
+    # SLA breaches and at-risk transitions, for paging tools (see docs/sla.md).
+    sla_topic: str = "supportpulse.sla"
     events_partitions: int = 6
     # Tenants, their connector secrets and the API keys (see shared/tenants.py).
     tenants_file: Path = DEFAULT_FILE

@@ -18,6 +18,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from services.aggregator.engine import Engine
 from services.aggregator.health import Heartbeat
+from services.aggregator.outbox import OutboxRelay
+from services.aggregator.policies import PolicyWatcher
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Fenced
 
@@ -54,9 +56,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class AggregatorLoop:
-    def __init__(self, settings: AggregatorSettings, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        engine: Engine,
+        *,
+        relay: OutboxRelay | None = None,
+        watcher: PolicyWatcher | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
+        self.relay = relay
+        self.watcher = watcher
         self.topic = settings.events_topic
         self.failure: BaseException | None = None
         self.heartbeat = Heartbeat()
@@ -110,6 +121,24 @@ class AggregatorLoop:
         log.info("assigned partitions %s at stored offsets %s", sorted(partitions), offsets)
 
     async def run(self) -> None:
+        if self.watcher is not None:
+            # Judge the first records under the stored policies, not the defaults.
+            await self.watcher.load()
+        background = [
+            asyncio.create_task(job.run(), name=f"aggregator-{name}")
+            for name, job in (("sla-watcher", self.watcher), ("sla-relay", self.relay))
+            if job is not None
+        ]
+        try:
+            await self._consume()
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _consume(self) -> None:
         await self.consumer.start()
         clean = False
         try:

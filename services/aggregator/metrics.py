@@ -91,6 +91,25 @@ class AggregatorMetrics:
             registry=reg,
         )
 
+        sla = Counter(
+            "supportpulse_aggregator_sla_messages_total",
+            "SLA transitions published to the breach topic, by outcome of the relay.",
+            ["outcome"],
+            registry=reg,
+        )
+        self.sla_published = sla.labels("published")
+        self.sla_relay_failed = sla.labels("failed")
+        self.sla_outbox_backlog = Gauge(
+            "supportpulse_aggregator_sla_outbox_backlog",
+            "SLA transitions committed but not yet published (last seen by the relay).",
+            registry=reg,
+        )
+        self.sla_reloads = Counter(
+            "supportpulse_aggregator_sla_config_reloads_total",
+            "Times the SLA policies and calendars were (re)loaded from Postgres.",
+            registry=reg,
+        )
+
     def count_event(self, event_type: str) -> None:
         self._events[event_type].inc()
 

@@ -22,9 +22,11 @@ from prometheus_client import CollectorRegistry
 
 from services.aggregator.engine import Engine
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.policies import load_book
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.sla import SlaBook
 from services.aggregator.store import Store
-from shared.db import driver_dsn
+from shared.db import driver_dsn, make_engine
 from shared.db.schema import metadata
 from shared.kafka import partitions_of
 
@@ -82,7 +84,12 @@ async def replay(
         end = await consumer.end_offsets(tps)
         total = sum(end[tp] - begin[tp] for tp in tps)
         store = Store(pool, settings.aggregator_group, settings.events_topic)
-        engine = Engine(settings, store, AggregatorMetrics(CollectorRegistry()))
+        # The policies as stored now: each conversation is judged by the version effective at
+        # its creation, so history follows back-dated versions and nothing else. The scratch
+        # schema's outbox is dropped with it: a replay re-pages nobody.
+        engine = Engine(
+            settings, store, AggregatorMetrics(CollectorRegistry()), await _stored_book(settings)
+        )
         engine.assign(await store.claim_offsets(partitions))
         done = applied = since_flush = 0
         remaining = {tp for tp in tps if end[tp] > begin[tp]}
@@ -119,6 +126,14 @@ async def replay(
             await pool.close()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+async def _stored_book(settings: AggregatorSettings) -> SlaBook:
+    db = make_engine(settings.database_dsn, pool_size=1, application_name="supportpulse-replay")
+    try:
+        return await load_book(db, SlaBook(default_targets=settings.rules.first_response_targets))
+    finally:
+        await db.dispose()
 
 
 async def _swap(conn: asyncpg.Connection, schema: str, group: str) -> None:

@@ -15,7 +15,10 @@ from services.aggregator import health
 from services.aggregator.consumer import AggregatorLoop
 from services.aggregator.engine import Engine
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.outbox import OutboxRelay
+from services.aggregator.policies import PolicyWatcher
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.sla import SlaBook
 from services.aggregator.store import Store
 from shared.db import driver_dsn
 from shared.kafka import ensure_topics
@@ -32,8 +35,15 @@ async def aggregator(
     pool = await asyncpg.create_pool(driver_dsn(settings.database_dsn), min_size=1, max_size=4)
     try:
         store = Store(pool, settings.aggregator_group, settings.events_topic)
-        engine = Engine(settings, store, AggregatorMetrics(registry))
-        yield AggregatorLoop(settings, engine)
+        metrics = AggregatorMetrics(registry)
+        engine = Engine(settings, store, metrics)
+
+        def install(book: SlaBook) -> None:
+            engine.book = book
+
+        watcher = PolicyWatcher(settings.database_dsn, lambda: engine.book, install, metrics)
+        relay = OutboxRelay(pool, settings.kafka_bootstrap, settings.sla_topic, metrics)
+        yield AggregatorLoop(settings, engine, relay=relay, watcher=watcher)
     finally:
         await pool.close()
 

@@ -44,9 +44,10 @@ AT_RISK: Final = "at_risk"
 class SlaBook:
     """Every tenant's SLA configuration, and the defaults of tenants that have none.
 
-    A tenant with at least one stored policy version is judged by its list alone; any other
-    tenant gets one generated policy per channel of ``default_targets`` (first response only,
-    calendar time, no pausing), which is the behaviour before policies existed.
+    A tenant with stored policy versions is judged by its list from the earliest
+    ``effective_from`` among them on; before that instant (conversations created earlier),
+    and for a tenant with none, one generated policy per channel of ``default_targets`` applies
+    (first response only, calendar time, no pausing): the behaviour before policies existed.
     ``generation`` changes whenever the configuration is reloaded, so that conversations
     judged under the old one are judged again when they next change or fall due.
     """
@@ -61,6 +62,7 @@ class SlaBook:
         self.default_targets = tuple(default_targets)
         self.generation = generation
         self._calendars = {t: c.calendar_set() for t, c in self.configs.items()}
+        self._since = {t: min(p.effective_from for p in c.policies) for t, c in self.configs.items()}
         self._defaults: dict[tuple[str, str], Policy | None] = {}
 
     def reloaded(self, configs: Mapping[str, SlaConfig]) -> SlaBook:
@@ -68,7 +70,7 @@ class SlaBook:
 
     def policy(self, tenant: str, walk: Walk, at: datetime) -> tuple[Policy | None, Mapping[str, Calendar]]:
         config = self.configs.get(tenant)
-        if config is not None:
+        if config is not None and at >= self._since[tenant]:
             found = config.match(tenant, walk.channel, walk.priority, walk.team or None, walk.labels, at)
             return found, self._calendars[tenant]
         key = (tenant, walk.channel)
@@ -199,6 +201,10 @@ def _verdicts(walk: Walk, clocks: Sequence[ClockResult], now: float) -> dict[str
     for clock in clocks:
         cid = _clock_id(clock)
         stopped, deadline, at_risk = _t(clock.stopped_at), _t(clock.deadline), _t(clock.at_risk_at)
+        # At risk: the at-risk instant passed while the clock still ran (a reply exactly then is not).
+        # Listed first: it comes before the breach, and the breach topic gets them in this order.
+        if at_risk is not None and (at_risk < stopped if stopped is not None else at_risk <= now):
+            out[f"{cid}/{AT_RISK}"] = ("sla_at_risk", minute_of(at_risk), walk.agent)
         if clock.outcome is Outcome.MET and stopped is not None:
             if clock.kind == "first_response":
                 replier = walk.first_replier
@@ -209,9 +215,6 @@ def _verdicts(walk: Walk, clocks: Sequence[ClockResult], now: float) -> dict[str
             out[f"{cid}/{MET}"] = (f"sla_{clock.kind}_met", minute_of(stopped), replier)
         elif clock.outcome is Outcome.BREACHED and deadline is not None:
             out[f"{cid}/{BREACHED}"] = (f"sla_{clock.kind}_breaches", minute_of(deadline), walk.agent)
-        # At risk: the at-risk instant passed while the clock still ran (a reply exactly then is not).
-        if at_risk is not None and (at_risk < stopped if stopped is not None else at_risk <= now):
-            out[f"{cid}/{AT_RISK}"] = ("sla_at_risk", minute_of(at_risk), walk.agent)
     return out
 
 

@@ -15,8 +15,8 @@ import asyncpg
 import msgspec
 
 from services.aggregator.conversation import Changes, Conversation, apply, dump, tick
-from services.aggregator.sla import SlaBook
 from services.aggregator.decode import Step, kafka_decoder
+from services.aggregator.sla import SlaBook
 from services.aggregator.walk import Rules
 from shared.events import Event, encode
 from shared.histogram import bucket_index
@@ -86,6 +86,8 @@ class Buckets:
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             [(*key, idx, c) for (key, idx), c in self.hist.items()],
         )
+
+
 
 
 def seed_buckets() -> Buckets:
@@ -305,6 +307,7 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
         queued: datetime | None = None,
         due: datetime | None = None,
         breached: datetime | None = None,
+        at_risk: datetime | None = None,
         closed: bool = False,
         state: bytes = empty,
     ) -> None:
@@ -322,17 +325,37 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
                 queued,
                 due,
                 breached,
+                at_risk,
                 closed,
                 state,
             )
         )
 
     s = timedelta(seconds=1)
-    row("acme", "c-open-1", created=NOW - 180 * s, due=NOW + 120 * s)  # at risk within 5 minutes
-    row("acme", "c-open-2", status="pending", created=NOW - 400 * s, due=NOW - 30 * s)  # breach pending
-    row("acme", "c-open-3", channel="email", team="billing", created=NOW - 60 * s, due=NOW + 2 * 3600 * s)
+    # At risk since a minute ago (its policy's share of the target has run), deadline in 2 minutes.
+    row("acme", "c-open-1", created=NOW - 180 * s, due=NOW + 120 * s, at_risk=NOW - 60 * s)
+    # Breached 30 s ago, still waiting for its reply.
+    row("acme", "c-open-2", status="pending", created=NOW - 400 * s, breached=NOW - 30 * s)
+    # Turns at risk in 100 minutes: only within a longer risk_minutes horizon.
+    row(
+        "acme",
+        "c-open-3",
+        channel="email",
+        team="billing",
+        created=NOW - 60 * s,
+        due=NOW + 100 * 60 * s,
+        at_risk=NOW + 100 * 60 * s,
+    )
     row("acme", "c-snoozed", status="snoozed", created=NOW - 3600 * s)
-    row("acme", "c-closed", status="resolved", closed=True, due=NOW - 60 * s, created=NOW - 7200 * s)
+    row(
+        "acme",
+        "c-closed",
+        status="resolved",
+        closed=True,
+        breached=NOW - 60 * s,
+        at_risk=NOW - 120 * s,
+        created=NOW - 7200 * s,
+    )
     row("acme", "call-1", is_call=True, channel="phone", team="sales", status="in_queue", queued=NOW - 95 * s)
     row("acme", "call-2", is_call=True, channel="phone", team="sales", status="in_queue", queued=NOW - 30 * s)
     row(
@@ -345,12 +368,13 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
         queued=NOW - 10 * s,
     )
     row("acme", "call-4", is_call=True, channel="phone", team="sales", agent="carol", status="done")
-    row("globex", "g-open-1", due=NOW - 10 * s)
+    row("globex", "g-open-1", breached=NOW - 10 * s)
     for story in (story_answered(), story_breached()):
         conv, state = _state(story, NOW)
         walk = conv.walk
         due = conv.sla_due_at
         breached = None if conv.sla.breached_at is None else datetime.fromtimestamp(conv.sla.breached_at, UTC)
+        at_risk = None if conv.sla.at_risk_at is None else datetime.fromtimestamp(conv.sla.at_risk_at, UTC)
         row(
             "acme",
             conv.conversation_id,
@@ -361,12 +385,13 @@ async def seed_conversations(conn: asyncpg.Connection) -> None:
             created=datetime.fromtimestamp(walk.created_at or 0, UTC),
             due=None if due is None else datetime.fromtimestamp(due, UTC),
             breached=breached,
+            at_risk=at_risk,
             closed=walk.closed,
             state=state,
         )
     await conn.executemany(
         "INSERT INTO conversations (tenant, conversation_id, partition, is_call, channel, team, agent, "
-        "status, created_at, queued_at, sla_due_at, sla_breached_at, closed, state) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "status, created_at, queued_at, sla_due_at, sla_breached_at, sla_at_risk_at, closed, state) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         rows,
     )

@@ -63,7 +63,7 @@ async def test_live(api: Api) -> None:
     body = await api.ok("/v1/live")
     LiveResponse.model_validate(body)
     assert body["as_of"] == "2026-11-20T10:29:30Z"
-    assert body["risk_minutes"] == 5
+    assert body["risk_minutes"] == 0
     # Open or pending, not calls, not closed; snoozed is not backlog.
     assert body["backlog_open"] == {
         "total": 4,
@@ -79,9 +79,8 @@ async def test_live(api: Api) -> None:
             {"queue": "support-line", "calls": 1, "longest_wait_seconds": 10.0},
         ],
     }
-    # c-open-2's deadline passed 30 s ago (breach not recorded yet) and c-breach's breach is
-    # recorded with no reply yet: both breach now. c-open-1's deadline is in 2 minutes.
-    # The closed conversation does not count.
+    # c-open-2 and c-breach breached and still wait for their reply: both breach now.
+    # c-open-1 passed its at-risk instant a minute ago. The closed conversation does not count.
     assert body["sla"] == {
         "breaching_now": 2,
         "at_risk": 1,
@@ -98,7 +97,7 @@ async def test_live_risk_horizon(api: Api) -> None:
         "breaching_now": 0,
         "at_risk": 1,
     }
-    problem = await api.problem("/v1/live", 422, risk_minutes=0)
+    problem = await api.problem("/v1/live", 422, risk_minutes=-1)
     assert problem["errors"][0]["field"] == "risk_minutes"
 
 

@@ -37,11 +37,44 @@ async def test_an_answered_conversation(api: Api) -> None:
     assert all("tenant" not in e and "t" not in e for e in timeline)
     facts = body["facts"]
     assert facts["first_response_at"] == "2026-11-20T10:01:00Z"
-    assert facts["sla_deadline"] == "2026-11-20T10:05:00Z"
     assert facts["first_resolved_at"] == "2026-11-20T10:20:00Z"
     assert facts["human_messages"] == 1
+    assert facts["statuses"] == [
+        {"time": "2026-11-20T10:00:00Z", "status": "open"},
+        {"time": "2026-11-20T10:20:00Z", "status": "resolved"},
+    ]
     assert facts["last"]["event_id"] == timeline[3]["id"]
-    assert body["breach"] is None
+    # The tenant has no stored policy: the default chat policy (5 min first response) applies.
+    assert body["sla"] == {
+        "policy": "default-chat",
+        "policy_version": 1,
+        "clocks": [
+            {
+                "kind": "first_response",
+                "turn": None,
+                "started_at": "2026-11-20T10:00:00Z",
+                "target_seconds": 300.0,
+                "deadline": "2026-11-20T10:05:00Z",
+                "at_risk_at": "2026-11-20T10:04:00Z",
+                "stopped_at": "2026-11-20T10:01:00Z",
+                "outcome": "met",
+                "elapsed_seconds": 60.0,
+            }
+        ],
+        "verdicts": [
+            {
+                "clock": "first_response",
+                "verdict": "met",
+                "measure": "sla_first_response_met",
+                "minute": "2026-11-20T10:01:00Z",
+                "channel": "chat",
+                "team": "support",
+                "agent": "alice",
+                "labels": ["vip"],
+                "value": 1.0,
+            }
+        ],
+    }
     assert body["summary"] == {
         "kind": "conversation",
         "first_response_seconds": 60.0,
@@ -56,17 +89,34 @@ async def test_an_answered_conversation(api: Api) -> None:
 async def test_a_breached_conversation(api: Api) -> None:
     body = await api.ok("/v1/conversations/c-breach")
     assert body["closed"] is False
-    # The aggregator recorded the breach and cleared the deadline it was watching.
+    # The aggregator recorded the breach; no clock is running, so no timer is due.
     assert body["sla_due_at"] is None
-    assert body["breach"] == {
-        "measure": "sla_first_response_breaches",
-        "minute": "2026-11-20T10:05:00Z",
-        "channel": "chat",
-        "team": "support",
-        "agent": "",
-        "labels": [],
-        "value": 1.0,
-    }
+    assert body["sla_breached_at"] == "2026-11-20T10:05:00Z"
+    assert body["sla_at_risk_at"] is None
+    (clock,) = body["sla"]["clocks"]
+    assert (clock["outcome"], clock["deadline"], clock["stopped_at"]) == (
+        "breached",
+        "2026-11-20T10:05:00Z",
+        None,
+    )
+    common = {"channel": "chat", "team": "support", "agent": "", "labels": [], "value": 1.0}
+    # At risk at 80 % of the target (10:04) while still waiting, then breached at the deadline.
+    assert body["sla"]["verdicts"] == [
+        {
+            "clock": "first_response",
+            "verdict": "at_risk",
+            "measure": "sla_at_risk",
+            "minute": "2026-11-20T10:04:00Z",
+            **common,
+        },
+        {
+            "clock": "first_response",
+            "verdict": "breached",
+            "measure": "sla_first_response_breaches",
+            "minute": "2026-11-20T10:05:00Z",
+            **common,
+        },
+    ]
     assert body["summary"]["first_response_sla"] == "breached"
     assert body["summary"]["first_response_seconds"] is None
 

@@ -24,6 +24,8 @@ _COLUMNS = (
     "created_at",
     "queued_at",
     "sla_due_at",
+    "sla_breached_at",
+    "sla_at_risk_at",
     "closed",
     "updated_at",
 )

@@ -17,7 +17,16 @@ import msgspec
 _TIME_SUFFIXES: Final = ("_at", "_since", "_start", "_deadline")
 # Step fields that repeat the row or are internal.
 _STEP_HIDDEN: Final = frozenset({"tenant", "conversation_id", "t"})
-_BREACH_FIELDS: Final = ("measure", "minute", "channel", "team", "agent", "labels", "value")
+_FACT_FIELDS: Final = ("measure", "minute", "channel", "team", "agent", "labels", "value")
+_CLOCK_TIMES: Final = ("started_at", "deadline", "at_risk_at", "stopped_at")
+# A first-response clock's outcome as the summary words it.
+_FIRST_RESPONSE_SLA: Final = {
+    "met": "met",
+    "breached": "breached",
+    "cancelled": "not_needed",
+    "running": "pending",
+    "paused": "paused",
+}
 
 
 def _time(value: Any) -> Any:
@@ -45,17 +54,46 @@ def _facts(walk: dict[str, Any]) -> dict[str, Any]:
             facts[key] = {"time": _time(value[0]), "order": value[1], "event_id": value[2]}
         elif key == "surveys" and isinstance(value, dict):
             facts[key] = {sid: _time(v[0]) if isinstance(v, list) and v else v for sid, v in value.items()}
+        elif key == "statuses" and isinstance(value, list):
+            facts[key] = [
+                {"time": _time(v[0]), "status": v[1]} for v in value if isinstance(v, list) and len(v) == 2
+            ]
+        elif key == "turns" and isinstance(value, list):
+            facts[key] = [
+                {"asked_at": _time(v[0]), "answered_at": _time(v[1]), "replier": v[2]}
+                for v in value
+                if isinstance(v, list) and len(v) == 3
+            ]
         else:
             facts[key] = value
     return facts
 
 
-def _breach(raw: Any) -> dict[str, Any] | None:
-    if not isinstance(raw, list) or len(raw) != len(_BREACH_FIELDS):
+def _verdict(key: str, raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, list) or len(raw) != len(_FACT_FIELDS):
         return None
-    breach = dict(zip(_BREACH_FIELDS, raw, strict=True))
-    breach["minute"] = _time(breach["minute"])
-    return breach
+    fact = dict(zip(_FACT_FIELDS, raw, strict=True))
+    fact["minute"] = _time(fact["minute"])
+    clock, _, verdict = key.partition("/")
+    return {"clock": clock, "verdict": verdict, **fact}
+
+
+def _sla_view(raw: Any) -> dict[str, Any]:
+    """The SLA clocks as last judged, and the verdicts counted in the KPI buckets."""
+    sla: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    clocks = []
+    for clock in sla.get("clocks") or ():
+        if isinstance(clock, dict):
+            clocks.append({**clock, **{k: _time(clock.get(k)) for k in _CLOCK_TIMES}})
+    raw_emitted = sla.get("emitted")
+    emitted: dict[str, Any] = raw_emitted if isinstance(raw_emitted, dict) else {}
+    verdicts = [v for k, raw_fact in sorted(emitted.items()) if (v := _verdict(k, raw_fact)) is not None]
+    return {
+        "policy": sla.get("policy"),
+        "policy_version": sla.get("version"),
+        "clocks": clocks,
+        "verdicts": verdicts,
+    }
 
 
 def _seconds(end: Any, start: Any) -> float | None:
@@ -64,21 +102,18 @@ def _seconds(end: Any, start: Any) -> float | None:
     return None
 
 
-def _sla(walk: dict[str, Any], breach: dict[str, Any] | None, now: datetime) -> str:
-    deadline = walk.get("sla_deadline")
-    if deadline is None:
+def _first_response_sla(sla: dict[str, Any], now: datetime) -> str:
+    clock = next((c for c in sla["clocks"] if c.get("kind") == "first_response"), None)
+    if clock is None:
         return "none"
-    first_response, first_resolved = walk.get("first_response_at"), walk.get("first_resolved_at")
-    if first_response is not None and first_response <= deadline:
-        return "met"
-    if first_resolved is not None and first_resolved <= deadline:
-        return "not_needed"
-    if breach is not None:
-        return "breached"
-    return "pending" if deadline > now.timestamp() else "breach_pending"
+    outcome = _FIRST_RESPONSE_SLA.get(clock.get("outcome", ""), "none")
+    deadline = clock.get("deadline")
+    if outcome == "pending" and isinstance(deadline, datetime) and deadline < now:
+        return "breach_pending"  # judged before the deadline; the aggregator's timer is due
+    return outcome
 
 
-def summary(walk: dict[str, Any], breach: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+def summary(walk: dict[str, Any], sla: dict[str, Any], now: datetime) -> dict[str, Any]:
     if walk.get("is_call"):
         answered, left = walk.get("answered_at"), walk.get("left_queue_at")
         outcome = (
@@ -96,7 +131,7 @@ def summary(walk: dict[str, Any], breach: dict[str, Any] | None, now: datetime) 
     return {
         "kind": "conversation",
         "first_response_seconds": _seconds(walk.get("first_response_at"), start),
-        "first_response_sla": _sla(walk, breach, now),
+        "first_response_sla": _first_response_sla(sla, now),
         "first_resolution_seconds": _seconds(first_resolved, walk.get("created_at")),
         "one_touch": first_resolved is not None and walk.get("human_messages", 0) <= 1,
         "abandoned": first_resolved is not None
@@ -109,23 +144,23 @@ def present_state(data: bytes, now: datetime) -> dict[str, Any]:
     try:
         state = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
-        return {"timeline": [], "facts": {}, "breach": None, "summary": None, "state_error": str(exc)}
+        return {"timeline": [], "facts": {}, "sla": None, "summary": None, "state_error": str(exc)}
     if not isinstance(state, dict):
         return {
             "timeline": [],
             "facts": {},
-            "breach": None,
+            "sla": None,
             "summary": None,
             "state_error": "unexpected state",
         }
     raw_walk = state.get("walk")
     walk: dict[str, Any] = raw_walk if isinstance(raw_walk, dict) else {}
-    breach = _breach(state.get("breach"))
+    sla = _sla_view(state.get("sla"))
     timeline = [_event(s) for s in state.get("timeline") or () if isinstance(s, dict)]
     return {
         "timeline": timeline,
         "facts": _facts(walk),
-        "breach": breach,
-        "summary": summary(walk, breach, now),
+        "sla": sla,
+        "summary": summary(walk, sla, now),
         "state_error": None,
     }

@@ -26,8 +26,14 @@ async def get_live(
     tenant: Tenant,
     conn: Conn,
     risk_minutes: Annotated[
-        int, Query(ge=1, le=1440, description="A deadline within this many minutes counts as at risk.")
-    ] = 5,
+        int,
+        Query(
+            ge=0,
+            le=1440,
+            description="Also count as at risk the conversations that will reach their policy's "
+            "at-risk share within this many minutes (0: only those at risk now).",
+        ),
+    ] = 0,
 ) -> dict[str, Any]:
     now = state.clock()
     rows = await fetch_live(conn, (tenant.name,), now, timedelta(minutes=risk_minutes))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import conversations
@@ -34,11 +34,12 @@ class LiveRow:
 async def fetch_live(
     conn: AsyncConnection, tenants: Sequence[str], now: datetime, risk: timedelta
 ) -> list[LiveRow]:
-    """Per (tenant, is_call, channel, team): backlog, queued calls, SLA deadlines passed or near.
+    """Per (tenant, is_call, channel, team): backlog, queued calls, SLA clocks breached or at risk.
 
-    ``breaching_now`` counts open conversations past their first-response deadline with no
-    reply yet: the breach recorded (``sla_breached_at``) or about to be (``sla_due_at`` passed,
-    until the aggregator's next timer tick).
+    ``breaching_now`` counts open conversations with a breached SLA clock still waiting for
+    its reply or resolution (``sla_breached_at``, recorded by the aggregator at the deadline,
+    within its timer interval); ``at_risk`` those not breaching whose earliest running clock
+    has passed its policy's at-risk share (``sla_at_risk_at``), or will within ``risk``.
     """
     c = conversations.c
     backlog = and_(c.is_call.is_(False), c.status.in_(BACKLOG_STATUSES))
@@ -52,8 +53,8 @@ async def fetch_live(
             func.count().filter(backlog),
             func.count().filter(queued),
             func.min(c.queued_at).filter(queued),
-            func.count().filter(or_(c.sla_due_at <= now, c.sla_breached_at.is_not(None))),
-            func.count().filter(and_(c.sla_due_at > now, c.sla_due_at <= now + risk)),
+            func.count().filter(c.sla_breached_at.is_not(None)),
+            func.count().filter(and_(c.sla_breached_at.is_(None), c.sla_at_risk_at <= now + risk)),
         )
         .where(c.tenant == tenants[0] if len(tenants) == 1 else c.tenant.in_(tenants), ~c.closed)
         .group_by(c.tenant, c.is_call, c.channel, c.team)

@@ -38,12 +38,12 @@ class SlaGroup(BaseModel):
 
 class Sla(BaseModel):
     breaching_now: int = Field(
-        description="Open conversations whose first-response deadline has passed and whose breach the "
-        "aggregator has not recorded yet (it then clears the deadline and counts it in "
-        "sla_first_response_breaches)."
+        description="Open conversations with a breached SLA clock (first response, next reply or "
+        "resolution) still waiting: the deadline passed and the reply or resolution has not come."
     )
     at_risk: int = Field(
-        description="Open conversations whose first-response deadline falls within risk_minutes."
+        description="Open conversations not breaching whose earliest running SLA clock has passed its "
+        "policy's at-risk share of the target (or will within risk_minutes)."
     )
     groups: list[SlaGroup]
 
@@ -55,7 +55,7 @@ class LiveResponse(BaseModel):
                 {
                     "tenant": "acme",
                     "as_of": "2026-11-20T10:29:30Z",
-                    "risk_minutes": 5,
+                    "risk_minutes": 0,
                     "backlog_open": {
                         "total": 3,
                         "groups": [{"channel": "chat", "team": "support", "count": 3}],

@@ -1,0 +1,232 @@
+"""SLA policies from Postgres judged by the real aggregator on the real broker and database:
+per-agent daily breach counts, the breach topic, a deadline passing while the aggregator is
+down, and a policy added while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.aggregator.consumer import AggregatorLoop
+from services.aggregator.service import aggregator
+from services.aggregator.settings import AggregatorSettings
+from shared.db import make_engine
+from shared.settings import CommonSettings
+from shared.sla.store import create_policy
+from tests.aggregator.kafka_helpers import aggregator_settings, produce, registry, wait_for
+from tests.factories import Timeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sla_topic(base_settings: CommonSettings) -> AsyncIterator[str]:
+    name = f"test.sla.{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 2, 1)])
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def clean_sla(db: asyncpg.Connection) -> None:
+    await db.execute("TRUNCATE sla_policies, sla_calendars, sla_outbox")
+
+
+async def add_policy(url: str, name: str, fields: dict[str, Any], effective_from: datetime = EPOCH) -> None:
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await create_policy(conn, "t1", name, fields, effective_from=effective_from)
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: AggregatorSettings) -> AsyncIterator[AggregatorLoop]:
+    async with aggregator(settings, registry()) as loop:
+        task = asyncio.create_task(loop.run())
+        try:
+            yield loop
+        finally:
+            loop.stop()
+            await task
+
+
+async def topic_messages(bootstrap: str, topic: str, want: int, within: float = 30.0) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(out) < want and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            out.extend(msgspec.json.decode(r.value) for recs in batch.values() for r in recs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def breaches_by_agent(db: asyncpg.Connection, measure: str) -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT agent, sum(count)::bigint AS n FROM kpi_counts "
+        "WHERE grain = 2 AND label = '' AND metric = $1 GROUP BY agent",
+        measure,
+    )
+    return {r["agent"]: int(r["n"]) for r in rows if r["n"]}
+
+
+async def test_breaches_are_counted_per_agent_per_day_published_and_shown_live(
+    db: asyncpg.Connection,
+    clean_sla: None,
+    topic: str,
+    sla_topic: str,
+    migrated_database: str,
+    base_settings: CommonSettings,
+) -> None:
+    await add_policy(
+        migrated_database,
+        "chat",
+        {"channels": ["chat"], "first_response": {"seconds": 60}, "next_reply": {"seconds": 120}},
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    # alice: never answers a1 (breach at +60 s), answers a3 late (+90 s: breach); bob answers in time.
+    a1 = Timeline("a1", start=start).created(0, agent="alice").customer(0)
+    a2 = Timeline("a2", start=start).created(0, agent="bob").customer(0).agent(30, agent="bob")
+    a3 = Timeline("a3", start=start).created(0, agent="alice").customer(0).agent(90, agent="alice")
+    # A customer turn left unanswered for 5 minutes after bob's first reply: a next-reply breach.
+    a4 = Timeline("a4", start=start).created(0, agent="bob").customer(0).agent(20, agent="bob").customer(100)
+    await produce(base_settings.kafka_bootstrap, topic, a1.events + a2.events + a3.events + a4.events)
+    settings = aggregator_settings(migrated_database, topic, sla_topic=sla_topic)
+
+    async with running(settings):
+
+        async def counted() -> bool:
+            return await breaches_by_agent(db, "sla_first_response_breaches") == {"alice": 2} and (
+                await breaches_by_agent(db, "sla_next_reply_breaches") == {"bob": 1}
+            )
+
+        await wait_for(counted, within=30)
+        messages = await topic_messages(base_settings.kafka_bootstrap, sla_topic, want=6)
+
+    assert await breaches_by_agent(db, "sla_first_response_met") == {"bob": 2}
+    breached = sorted((m["conversation_id"], m["clock"]) for m in messages if m["type"] == "sla.breached")
+    assert breached == [("a1", "first_response"), ("a3", "first_response"), ("a4", "next_reply")]
+    a1_breach = next(m for m in messages if m["type"] == "sla.breached" and m["conversation_id"] == "a1")
+    assert a1_breach["at"] == (start + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    assert (a1_breach["policy"], a1_breach["policy_version"], a1_breach["agent"]) == ("chat", 1, "alice")
+    # Ids are unique: a consumer can dedupe redeliveries on them.
+    assert len({m["id"] for m in messages}) == len(messages)
+    # Every transition was relayed: the outbox is empty.
+    assert await db.fetchval("SELECT count(*) FROM sla_outbox") == 0
+    rows = {
+        r["conversation_id"]: r
+        for r in await db.fetch("SELECT conversation_id, sla_breached_at, sla_due_at FROM conversations")
+    }
+    # a1 still waits for its first reply and a4 for its next one: both breaching now.
+    assert rows["a1"]["sla_breached_at"] == start + timedelta(seconds=60)
+    assert rows["a4"]["sla_breached_at"] == start + timedelta(seconds=220)
+    assert rows["a3"]["sla_breached_at"] is None and rows["a2"]["sla_breached_at"] is None
+
+
+async def test_a_deadline_that_passes_while_the_aggregator_is_down_is_recorded_on_restart(
+    db: asyncpg.Connection,
+    clean_sla: None,
+    topic: str,
+    sla_topic: str,
+    migrated_database: str,
+    base_settings: CommonSettings,
+) -> None:
+    await add_policy(migrated_database, "chat", {"channels": ["chat"], "first_response": {"seconds": 4}})
+    settings = aggregator_settings(migrated_database, topic, sla_topic=sla_topic)
+    t = Timeline("down", start=datetime.now(UTC)).created(0, agent="carol").customer(0)
+    async with running(settings):
+        await produce(base_settings.kafka_bootstrap, topic, t.events)
+
+        async def waiting() -> bool:
+            due = await db.fetchval("SELECT sla_due_at FROM conversations WHERE conversation_id = 'down'")
+            return due is not None
+
+        await wait_for(waiting, within=20)
+    # Stopped cleanly before the deadline: nothing breached yet.
+    assert await breaches_by_agent(db, "sla_first_response_breaches") == {}
+    deadline = t.start + timedelta(seconds=4)
+    await asyncio.sleep(max((deadline - datetime.now(UTC)).total_seconds(), 0) + 0.5)
+    # No event arrives any more: only the restarted aggregator's timer can notice the breach.
+    async with running(settings):
+
+        async def recorded() -> bool:
+            return await breaches_by_agent(db, "sla_first_response_breaches") == {"carol": 1}
+
+        await wait_for(recorded, within=20)
+        messages = await topic_messages(base_settings.kafka_bootstrap, sla_topic, want=2)
+    assert [m["type"] for m in messages] == ["sla.at_risk", "sla.breached"]
+    breach_at = datetime.fromisoformat(messages[1]["at"])
+    # The breach instant is the deadline (to float precision), however late it was noticed.
+    assert abs((breach_at - deadline).total_seconds()) < 0.001
+    assert datetime.fromisoformat(messages[1]["detected_at"]) > deadline
+
+
+async def test_a_policy_added_while_running_judges_conversations_created_after_it(
+    db: asyncpg.Connection,
+    clean_sla: None,
+    topic: str,
+    sla_topic: str,
+    migrated_database: str,
+    base_settings: CommonSettings,
+) -> None:
+    settings = aggregator_settings(migrated_database, topic, sla_topic=sla_topic)
+    async with running(settings) as loop:
+        before = Timeline("before", start=datetime.now(UTC) - timedelta(seconds=30)).created(0).customer(0)
+        await produce(base_settings.kafka_bootstrap, topic, before.events)
+
+        async def flushed() -> bool:
+            return bool(
+                await db.fetchval("SELECT count(*) FROM conversations WHERE conversation_id = 'before'")
+            )
+
+        await wait_for(flushed, within=20)
+        # Only the default chat target (300 s) applies so far: no breach after 30 s.
+        assert await breaches_by_agent(db, "sla_first_response_breaches") == {}
+        generation = loop.engine.book.generation
+        await add_policy(
+            migrated_database,
+            "strict",
+            {"channels": ["chat"], "first_response": {"seconds": 2}},
+            effective_from=datetime.now(UTC),
+        )
+
+        async def reloaded() -> bool:
+            return loop.engine.book.generation > generation and "t1" in loop.engine.book.configs
+
+        await wait_for(reloaded, within=10)
+        after = Timeline("after", start=datetime.now(UTC)).created(0, agent="dave").customer(0)
+        await produce(base_settings.kafka_bootstrap, topic, after.events)
+
+        async def breached() -> bool:
+            return await breaches_by_agent(db, "sla_first_response_breaches") == {"dave": 1}
+
+        await wait_for(breached, within=20)
+    # "before" was created before the tenant's first policy took effect: the default chat
+    # policy still judges it, as it did before.
+    state = await db.fetchval("SELECT state FROM conversations WHERE conversation_id = 'before'")
+    assert msgspec.msgpack.decode(state)["sla"]["policy"] == "default-chat"
+    state = await db.fetchval("SELECT state FROM conversations WHERE conversation_id = 'after'")
+    assert msgspec.msgpack.decode(state)["sla"]["policy"] == "strict"
