@@ -20,6 +20,7 @@ from bench.common import print_table, proc_status_kb, write_results
 from services.aggregator.conversation import Changes, Conversation, apply, dump, tick
 from services.aggregator.decode import kafka_decoder
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.sla import SlaBook
 from shared.events import encode
 from tests.factories import Timeline
 
@@ -30,6 +31,7 @@ LABELS = ("vip", "billing", "bug", "refund", "churn-risk")
 def build(count: int, seed: int = 5) -> dict[tuple[str, str], Conversation]:
     rnd = random.Random(seed)
     rules = AggregatorSettings().rules
+    book = SlaBook(default_targets=rules.first_response_targets)
     changes = Changes()
     start = datetime.now(UTC) - timedelta(hours=6)
     conversations: dict[tuple[str, str], Conversation] = {}
@@ -55,7 +57,7 @@ def build(count: int, seed: int = 5) -> dict[tuple[str, str], Conversation]:
                     tenant=step.tenant, conversation_id=step.conversation_id, partition=n % 6
                 )
             apply(conv, step, rules, changes)
-            tick(conv, step.t, changes)
+            tick(conv, step.t, book, changes, None)
             changes.added.clear()
             changes.retracted.clear()
     return conversations

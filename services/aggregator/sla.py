@@ -24,11 +24,12 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from services.aggregator.sla_clocks import Plan, Span, clocks
 from services.aggregator.walk import Fact, Walk, minute_of
 from shared.events import partition_key
 from shared.sla.calendar import ALWAYS, Calendar
-from shared.sla.deadlines import ClockResult, History, Outcome, Turn, evaluate
-from shared.sla.policy import Policy, SlaConfig, Target
+from shared.sla.deadlines import ClockResult, History, Turn, evaluate
+from shared.sla.policy import ClockType, Policy, SlaConfig, Target
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # A waiting clock is breached once now is *past* its deadline (a reply at the deadline is in
@@ -62,21 +63,45 @@ class SlaBook:
         self.default_targets = tuple(default_targets)
         self.generation = generation
         self._calendars = {t: c.calendar_set() for t, c in self.configs.items()}
-        self._since = {t: min(p.effective_from for p in c.policies) for t, c in self.configs.items()}
+        self._since = {
+            t: min(p.effective_from for p in c.policies).timestamp() for t, c in self.configs.items()
+        }
         self._defaults: dict[tuple[str, str], Policy | None] = {}
+        self._plans: dict[tuple[str, str, int], Plan | None] = {}
 
     def reloaded(self, configs: Mapping[str, SlaConfig]) -> SlaBook:
         return SlaBook(configs, self.default_targets, self.generation + 1)
 
-    def policy(self, tenant: str, walk: Walk, at: datetime) -> tuple[Policy | None, Mapping[str, Calendar]]:
+    def policy(self, tenant: str, walk: Walk, at: float) -> tuple[Policy | None, Mapping[str, Calendar]]:
+        """The version that judges a conversation created at ``at`` (epoch seconds)."""
         config = self.configs.get(tenant)
         if config is not None and at >= self._since[tenant]:
-            found = config.match(tenant, walk.channel, walk.priority, walk.team or None, walk.labels, at)
+            when = _dt(at)
+            found = config.match(tenant, walk.channel, walk.priority, walk.team or None, walk.labels, when)
             return found, self._calendars[tenant]
         key = (tenant, walk.channel)
         if key not in self._defaults:
             self._defaults[key] = self._default(tenant, walk.channel)
         return self._defaults[key], _ALWAYS_ONLY
+
+    def plan(self, policy: Policy) -> Plan | None:
+        """The integer fast path's view of a version; None when a target is in business time."""
+        key = (policy.tenant, policy.name, policy.version)
+        if key not in self._plans:
+            targets = policy.targets()
+            fast = all(t.clock is ClockType.CALENDAR for t in targets.values())
+            self._plans[key] = (
+                Plan(
+                    policy.name,
+                    policy.version,
+                    {kind: t.seconds for kind, t in targets.items()},
+                    frozenset(policy.pausing_statuses),
+                    policy.at_risk_share,
+                )
+                if fast
+                else None
+            )
+        return self._plans[key]
 
     def _default(self, tenant: str, channel: str) -> Policy | None:
         for name, seconds in self.default_targets:
@@ -191,21 +216,47 @@ def _history(walk: Walk, created: float) -> History:
     )
 
 
-def _clock_id(clock: ClockResult) -> str:
+def _span(c: ClockResult) -> Span:
+    return Span(
+        c.kind,
+        c.turn,
+        c.started_at.timestamp(),
+        c.target_seconds,
+        _t(c.deadline),
+        _t(c.at_risk_at),
+        _t(c.stopped_at),
+        c.outcome.value,
+        c.elapsed_seconds,
+    )
+
+
+def _evaluate(walk: Walk, policy: Policy, calendars: Mapping[str, Calendar], now: float) -> list[Span]:
+    """The definition (``shared.sla``), for targets in business time."""
+    assert walk.created_at is not None
+    evaluation = evaluate(_history(walk, walk.created_at), policy, calendars, _dt(now))
+    return [
+        _span(c)
+        for c in evaluation.clocks()
+        # A bot still holds it (no handoff yet): no human is expected, no first-response clock.
+        if c.kind != "first_response" or walk.sla_start is not None
+    ]
+
+
+def _clock_id(clock: Span) -> str:
     return clock.kind if clock.turn is None else f"{clock.kind}:{clock.turn}"
 
 
-def _verdicts(walk: Walk, clocks: Sequence[ClockResult], now: float) -> dict[str, tuple[str, int, str]]:
+def _verdicts(walk: Walk, spans: Sequence[Span], now: float) -> dict[str, tuple[str, int, str]]:
     """ "<clock>/<verdict>" -> (measure, minute, agent) of every verdict holding as of ``now``."""
     out: dict[str, tuple[str, int, str]] = {}
-    for clock in clocks:
+    for clock in spans:
         cid = _clock_id(clock)
-        stopped, deadline, at_risk = _t(clock.stopped_at), _t(clock.deadline), _t(clock.at_risk_at)
+        stopped, deadline, at_risk = clock.stopped_at, clock.deadline, clock.at_risk_at
         # At risk: the at-risk instant passed while the clock still ran (a reply exactly then is not).
         # Listed first: it comes before the breach, and the breach topic gets them in this order.
         if at_risk is not None and (at_risk < stopped if stopped is not None else at_risk <= now):
             out[f"{cid}/{AT_RISK}"] = ("sla_at_risk", minute_of(at_risk), walk.agent)
-        if clock.outcome is Outcome.MET and stopped is not None:
+        if clock.outcome == "met" and stopped is not None:
             if clock.kind == "first_response":
                 replier = walk.first_replier
             elif clock.kind == "next_reply" and clock.turn is not None:
@@ -213,7 +264,7 @@ def _verdicts(walk: Walk, clocks: Sequence[ClockResult], now: float) -> dict[str
             else:
                 replier = walk.agent
             out[f"{cid}/{MET}"] = (f"sla_{clock.kind}_met", minute_of(stopped), replier)
-        elif clock.outcome is Outcome.BREACHED and deadline is not None:
+        elif clock.outcome == "breached" and deadline is not None:
             out[f"{cid}/{BREACHED}"] = (f"sla_{clock.kind}_breaches", minute_of(deadline), walk.agent)
     return out
 
@@ -236,21 +287,16 @@ def judge(
     if signature == state.signature and (state.due is None or now < state.due):
         return  # nothing the verdicts depend on has changed
     state.signature = signature
-    policy, calendars = book.policy(tenant, walk, _dt(walk.created_at))
-    clocks: list[ClockResult] = []
+    policy, calendars = book.policy(tenant, walk, walk.created_at)
+    spans: list[Span] = []
     if policy is not None:
-        evaluation = evaluate(_history(walk, walk.created_at), policy, calendars, _dt(now))
-        clocks = [
-            c
-            for c in evaluation.clocks()
-            # A bot still holds it (no handoff yet): no human is expected, no first-response clock.
-            if c.kind != "first_response" or walk.sla_start is not None
-        ]
+        plan = book.plan(policy)
+        spans = clocks(walk, plan, now) if plan is not None else _evaluate(walk, policy, calendars, now)
     state.policy = None if policy is None else policy.name
     state.version = None if policy is None else policy.version
-    state.clocks = [_stored(c) for c in clocks]
-    _schedule(state, clocks, now)
-    desired = _verdicts(walk, clocks, now)
+    state.clocks = [_stored(c) for c in spans]
+    _schedule(state, spans, now)
+    desired = _verdicts(walk, spans, now)
     emitted = state.emitted
     for key, fact in list(emitted.items()):
         want = desired.get(key)
@@ -269,34 +315,34 @@ def judge(
             outbox.append(_message(tenant, conversation_id, key, "", fact, state, now))
 
 
-def _stored(c: ClockResult) -> Clock:
+def _stored(c: Span) -> Clock:
     return Clock(
         kind=c.kind,
         turn=c.turn,
-        started_at=c.started_at.timestamp(),
+        started_at=c.started_at,
         target_seconds=c.target_seconds,
-        deadline=_t(c.deadline),
-        at_risk_at=_t(c.at_risk_at),
-        stopped_at=_t(c.stopped_at),
-        outcome=c.outcome.value,
+        deadline=c.deadline,
+        at_risk_at=c.at_risk_at,
+        stopped_at=c.stopped_at,
+        outcome=c.outcome,
         elapsed_seconds=c.elapsed_seconds,
     )
 
 
-def _schedule(state: SlaState, clocks: Sequence[ClockResult], now: float) -> None:
+def _schedule(state: SlaState, spans: Sequence[Span], now: float) -> None:
     due: list[float] = []
     at_risk: list[float] = []
     breached: list[float] = []
-    for c in clocks:
-        deadline, risk = _t(c.deadline), _t(c.at_risk_at)
-        if c.outcome is Outcome.RUNNING:
+    for c in spans:
+        deadline, risk = c.deadline, c.at_risk_at
+        if c.outcome == "running":
             if risk is not None:
                 at_risk.append(risk)
                 if risk > now:
                     due.append(risk)
             if deadline is not None:
                 due.append(max(deadline, now) + AFTER_DEADLINE)
-        elif c.outcome is Outcome.BREACHED and c.stopped_at is None and deadline is not None:
+        elif c.outcome == "breached" and c.stopped_at is None and deadline is not None:
             breached.append(deadline)
     state.due = min(due, default=None)
     state.at_risk_at = min(at_risk, default=None)
