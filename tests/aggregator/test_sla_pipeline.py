@@ -230,3 +230,49 @@ async def test_a_policy_added_while_running_judges_conversations_created_after_i
     assert msgspec.msgpack.decode(state)["sla"]["policy"] == "default-chat"
     state = await db.fetchval("SELECT state FROM conversations WHERE conversation_id = 'after'")
     assert msgspec.msgpack.decode(state)["sla"]["policy"] == "strict"
+
+
+async def test_replay_rejudges_history_under_a_back_dated_policy_and_repages_nobody(
+    db: asyncpg.Connection,
+    clean_sla: None,
+    topic: str,
+    sla_topic: str,
+    migrated_database: str,
+    base_settings: CommonSettings,
+) -> None:
+    from services.aggregator.replay import replay
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    # Replies after 120 s: in time for the default chat target (300 s), late for a 60 s one.
+    events = [
+        e
+        for i in range(5)
+        for e in Timeline(f"r{i}", start=start)
+        .created(0, agent="erin")
+        .customer(0)
+        .agent(120, agent="erin")
+        .events
+    ]
+    await produce(base_settings.kafka_bootstrap, topic, events)
+    settings = aggregator_settings(migrated_database, topic, sla_topic=sla_topic)
+    async with running(settings):
+
+        async def judged() -> bool:
+            return await breaches_by_agent(db, "sla_first_response_met") == {"erin": 5}
+
+        await wait_for(judged, within=30)
+    assert await breaches_by_agent(db, "sla_first_response_breaches") == {}
+    # A stricter policy, back-dated to before those conversations: history changes only on replay.
+    await add_policy(
+        migrated_database,
+        "strict",
+        {"channels": ["chat"], "first_response": {"seconds": 60}},
+        effective_from=start - timedelta(days=1),
+    )
+    await replay(settings)
+    assert await breaches_by_agent(db, "sla_first_response_breaches") == {"erin": 5}
+    assert await breaches_by_agent(db, "sla_first_response_met") == {}
+    # The replay's transitions stayed in its scratch schema: nothing new on the breach topic.
+    assert await db.fetchval("SELECT count(*) FROM sla_outbox") == 0
+    published = await topic_messages(base_settings.kafka_bootstrap, sla_topic, want=1, within=3)
+    assert [m for m in published if m["type"] == "sla.breached"] == []
