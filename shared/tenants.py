@@ -49,6 +49,9 @@ class ApiKey(BaseModel):
     tenants: list[str]
     # Whether the key may scrape /metrics when metrics are protected.
     metrics: bool = False
+    # Whether the key may change its tenants' SLA calendars and policies (reading needs no more
+    # than the tenant): dashboards get read-only keys, the people who own the SLA a writing one.
+    sla_admin: bool = False
 
 
 class TenantsConfig(BaseModel):

@@ -75,6 +75,8 @@ class AggregatorLoop:
         # Taken around processing and flushing, never around getmany (which runs the listener).
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # The SLA watcher and relay: they only end with an error, which stops the loop too.
+        self._background: list[asyncio.Task[None]] = []
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.aggregator_group,
@@ -124,7 +126,7 @@ class AggregatorLoop:
         if self.watcher is not None:
             # Judge the first records under the stored policies, not the defaults.
             await self.watcher.load()
-        background = [
+        self._background = [
             asyncio.create_task(job.run(), name=f"aggregator-{name}")
             for name, job in (("sla-watcher", self.watcher), ("sla-relay", self.relay))
             if job is not None
@@ -132,11 +134,12 @@ class AggregatorLoop:
         try:
             await self._consume()
         finally:
-            for task in background:
+            for task in self._background:
                 task.cancel()
-            for task in background:
+            for task in self._background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self._background = []
 
     async def _consume(self) -> None:
         await self.consumer.start()
@@ -169,6 +172,9 @@ class AggregatorLoop:
             self.engine.metrics.last_poll.set(time.time())
             if self.failure is not None:
                 raise RuntimeError("rebalance listener failed") from self.failure
+            for task in self._background:
+                if task.done():
+                    raise RuntimeError(f"{task.get_name()} stopped") from task.exception()
             batch = await self.consumer.getmany(
                 timeout_ms=int(interval * 200), max_records=self.settings.aggregator_max_batch
             )

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.sla import SlaBook
 from shared.db import driver_dsn, make_engine
-from shared.sla.store import NOTIFY_CHANNEL, load_sla_configs
+from shared.sla.store import NOTIFY_CHANNEL, StoredConfigError, load_sla_configs
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ class PolicyWatcher:
                     await self.load()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("cannot reload the SLA configuration yet (%s); keeping the current one", exc)
+                except StoredConfigError as exc:
+                    # The API validates every write, so this means a hand edit in the tables.
+                    log.error("stored SLA configuration is invalid (%s); keeping the current one", exc)
         finally:
             if listener is not None and not listener.is_closed():
                 await listener.close()

@@ -232,7 +232,8 @@ def _span(c: ClockResult) -> Span:
 
 def _evaluate(walk: Walk, policy: Policy, calendars: Mapping[str, Calendar], now: float) -> list[Span]:
     """The definition (``shared.sla``), for targets in business time."""
-    assert walk.created_at is not None
+    if walk.created_at is None:
+        return []  # judge() only asks once the conversation's creation is known
     evaluation = evaluate(_history(walk, walk.created_at), policy, calendars, _dt(now))
     return [
         _span(c)

@@ -154,7 +154,8 @@ def clocks(walk: Walk, plan: Plan, now: float) -> list[Span]:
     Same inputs as the aggregator gives ``evaluate``: the first-response clock runs from
     ``sla_start`` and only once one is set (no human is expected while a bot holds it).
     """
-    assert walk.created_at is not None
+    if walk.created_at is None:
+        return []  # no clock runs before the conversation's creation is known
     targets = plan.targets
     pauses = _pauses(walk.statuses, plan.pausing) if plan.pausing else []
     resolves = sorted(us(t) for t, status in walk.statuses if status == "resolved")

@@ -38,6 +38,7 @@ from services.api.kpis.endpoints import router as kpis_router
 from services.api.live.endpoints import router as live_router
 from services.api.metrics_export import KpiExporter, TenantFilter
 from services.api.settings import ApiSettings
+from services.api.sla.endpoints import router as sla_router
 from shared.db import make_engine
 from shared.problems import problem
 from shared.tenants import TenantsConfig, load_tenants
@@ -50,6 +51,7 @@ TAGS: Final = [
     {"name": "kpis", "description": "KPIs of the registry (shared.kpis) summed over windows of buckets."},
     {"name": "live", "description": "What is open, queued and close to its SLA deadline right now."},
     {"name": "conversations", "description": "One conversation's timeline and the facts derived from it."},
+    {"name": "sla", "description": "SLA configuration: business-hours calendars and versioned policies."},
     {"name": "operations", "description": "Health, readiness and Prometheus metrics."},
 ]
 
@@ -137,6 +139,7 @@ def create_app(
     app.include_router(kpis_router)
     app.include_router(live_router)
     app.include_router(conversations_router)
+    app.include_router(sla_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> Status:

@@ -8,12 +8,14 @@ built by the last :meth:`KpiExporter.refresh`, which the lifespan task runs ever
 * ratios, averages, net scores: ``supportpulse_<metric>`` gauges;
 * counts over a window: ``supportpulse_<name>_window`` gauges. A windowed count goes down
   as the window slides, so it is not a counter and must not end in ``_total``;
-* the one true counter: ``supportpulse_sla_first_response_breaches_total``, the all-time
-  sum of day buckets (it only decreases if history is rewritten, which Prometheus reads as
-  a counter reset);
+* the one true counter: ``supportpulse_sla_breaches_total{target=first_response|next_reply|
+  resolution}``, the all-time sum of the day buckets of the three breach measures (it only
+  decreases if history is rewritten, which Prometheus reads as a counter reset). Every
+  (tenant, channel, team) with any SLA verdict (met, breached or at risk) has all three
+  target series, 0 until the first breach, so that ``increase()`` sees that breach;
 * live gauges from the conversations table.
 
-Labels are bounded: tenant, channel, team, window, stat; agent only when
+Labels are bounded: tenant, channel, team, window, stat, target; agent only when
 ``api_metrics_per_agent``, for the ``api_metrics_max_agents`` busiest agents of each
 tenant (the rest are summed into agent="__other__"; unassigned work stays agent="").
 """
@@ -51,10 +53,20 @@ UNASSIGNED: Final = ""
 HISTORY_REFRESH: Final = timedelta(minutes=5)
 _HANDLED: Final = tuple(sorted(measures_of(KPIS["handled"])))
 _FAR_PAST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# The `target` label of supportpulse_sla_breaches_total, and the measure each one sums.
+SLA_TARGETS: Final = ("first_response", "next_reply", "resolution")
+_BREACH_MEASURES: Final = {target: f"sla_{target}_breaches" for target in SLA_TARGETS}
+# The measures read for the counter: breaches, plus met and at risk, whose presence makes a
+# group's three series exist (at 0) before its first breach.
+_SLA_MEASURES: Final = tuple(
+    sorted({"sla_at_risk"}.union(*(measures_of(KPIS[f"sla_{target}_compliance"]) for target in SLA_TARGETS)))
+)
+# The exporter asks the live view for conversations at risk now (per their policy's share).
+_RISK_HORIZON: Final = timedelta(0)
 
 Key = tuple[str, ...]
-
-
+# (tenant, channel, team) -> breaches per target.
+BreachTotals = dict[Key, dict[str, int]]
 
 
 class KpiExporter:
@@ -70,7 +82,7 @@ class KpiExporter:
         # Longest first: the busiest agents are picked over the longest window, for every window.
         self.windows = sorted(self.settings.api_metrics_windows, key=parse_duration, reverse=True)
         self._families: list[Metric] = []
-        self._history: dict[Key, int] = {}
+        self._history: BreachTotals = {}
         self._history_until: datetime | None = None
         self._history_read_at = 0.0
         self._refresh_seconds = 0.0
@@ -138,7 +150,7 @@ class KpiExporter:
                     )
                     per_window.append((window, counts, await fetch_hist(conn, hist_q)))
                 breaches = await self._breaches(conn, tenants, now)
-                live = await fetch_live(conn, tenants, now, timedelta(minutes=5))
+                live = await fetch_live(conn, tenants, now, _RISK_HORIZON)
             families.extend(self._kpi_families(per_window))
             families.append(self._breach_family(breaches))
             families.extend(_live_families(live, now))
@@ -146,27 +158,31 @@ class KpiExporter:
         self._refresh_seconds = time.perf_counter() - started
         self._last_success = time.time()
 
-    async def _breaches(
-        self, conn: AsyncConnection, tenants: tuple[str, ...], now: datetime
-    ) -> dict[Key, int]:
-        """All-time breaches per (tenant, channel, team): closed days cached, today re-read."""
+    async def _breaches(self, conn: AsyncConnection, tenants: tuple[str, ...], now: datetime) -> BreachTotals:
+        """All-time breaches per (tenant, channel, team) and target: closed days cached, today re-read."""
         today = floor_to(now, DAY)
         dims = ("tenant", "channel", "team")
-        metric = ("sla_first_response_breaches",)
         stale = time.monotonic() - self._history_read_at > HISTORY_REFRESH.total_seconds()
         if self._history_until != today or stale:
             rows = await fetch_counts(
                 conn,
-                BucketQuery(tenants, (Range(GRAIN_DAY, _FAR_PAST, today),), group_by=dims, metrics=metric),
+                BucketQuery(
+                    tenants, (Range(GRAIN_DAY, _FAR_PAST, today),), group_by=dims, metrics=_SLA_MEASURES
+                ),
             )
-            self._history = {k: v[metric[0]][0] for k, v in rows.items()}
+            self._history = _breach_counts(rows)
             self._history_until, self._history_read_at = today, time.monotonic()
         rows = await fetch_counts(
-            conn, BucketQuery(tenants, (Range(GRAIN_DAY, today, today + DAY),), group_by=dims, metrics=metric)
+            conn,
+            BucketQuery(
+                tenants, (Range(GRAIN_DAY, today, today + DAY),), group_by=dims, metrics=_SLA_MEASURES
+            ),
         )
-        totals = dict(self._history)
-        for key, measures in rows.items():
-            totals[key] = totals.get(key, 0) + measures[metric[0]][0]
+        totals = {key: dict(per_target) for key, per_target in self._history.items()}
+        for key, per_target in _breach_counts(rows).items():
+            held = totals.setdefault(key, dict.fromkeys(SLA_TARGETS, 0))
+            for target, n in per_target.items():
+                held[target] += n
         return totals
 
     # --- building families --------------------------------------------------------------
@@ -231,15 +247,26 @@ class KpiExporter:
                         family.add_metric(values, value["value"])
         return list(families.values())
 
-    def _breach_family(self, totals: dict[Key, int]) -> Metric:
+    def _breach_family(self, totals: BreachTotals) -> Metric:
         family = CounterMetricFamily(
-            PREFIX + "sla_first_response_breaches",
-            f"{KPIS['sla_first_response_breaches'].description} All time (sum of day buckets).",
-            labels=["tenant", "channel", "team"],
+            PREFIX + "sla_breaches",
+            "SLA breaches by target: first_response (no first response by the deadline), next_reply "
+            "(a customer turn not answered by its deadline, once per turn), resolution (not resolved by "
+            "the deadline); each in the day of its deadline, all time (sum of day buckets).",
+            labels=["tenant", "channel", "team", "target"],
         )
         for key in sorted(totals):
-            family.add_metric(list(key), totals[key])
+            for target in SLA_TARGETS:
+                family.add_metric([*key, target], totals[key][target])
         return family
+
+
+def _breach_counts(rows: CountRows) -> BreachTotals:
+    """Breaches per target of every group with any SLA measure (0 for the targets it has none of)."""
+    return {
+        key: {target: measures.get(measure, (0, 0.0))[0] for target, measure in _BREACH_MEASURES.items()}
+        for key, measures in rows.items()
+    }
 
 
 def _live_families(rows: Iterable[LiveRow], now: datetime) -> list[Metric]:
@@ -258,12 +285,14 @@ def _live_families(rows: Iterable[LiveRow], now: datetime) -> list[Metric]:
     )
     breaching = GaugeMetricFamily(
         PREFIX + "sla_breaching_now",
-        "Open conversations past their first-response deadline, breach not yet recorded by the aggregator.",
+        "Open conversations with a breached SLA clock (first response, next reply or resolution) still "
+        "waiting for its reply or resolution.",
         labels=["tenant", "channel"],
     )
     at_risk = GaugeMetricFamily(
         PREFIX + "sla_at_risk",
-        "Open conversations whose first-response deadline is within 5 minutes.",
+        "Open conversations not breaching whose earliest running SLA clock has passed its policy's "
+        "at-risk share of the target.",
         labels=["tenant", "channel"],
     )
     queues: dict[tuple[str, str], tuple[int, float]] = {}

@@ -1,39 +1,19 @@
 """Postgres storage of SLA calendars and versioned policies (tables of migration 0004).
 
-Reading: :func:`load_sla_configs` builds one validated :class:`SlaConfig` per tenant (what the
-aggregator loads at start and on every ``NOTIFY``); :func:`load_tenant` keeps the stored
-positions and timestamps as well (what the API shows).
+:func:`load_sla_configs` gives the aggregator one validated :class:`SlaConfig` per tenant;
+:func:`load_tenant` keeps positions and timestamps too (for the API). Every write runs in the
+caller's READ COMMITTED transaction (``engine.begin()``), takes the tenant's advisory lock (one
+tenant's writes run one after the other), validates the whole resulting tenant config with
+:class:`SlaConfig` (:class:`InvalidSla` lists every problem, nothing is written), then issues
+``pg_notify(NOTIFY_CHANNEL, tenant)``, which Postgres delivers on commit only.
 
-Writing: every write function runs in the caller's transaction (open it with
-``engine.begin()``, at READ COMMITTED, the default) and
-
-* takes a per-tenant advisory lock, so writes of one tenant run one after the other and each
-  validates against the config as it really is (a policy added while its calendar is deleted,
-  or two policies both appended after the same one, can never both pass);
-* validates the **whole** resulting tenant config with :class:`SlaConfig` before writing, and
-  raises :class:`InvalidSla` listing every problem, each naming the field at fault;
-* issues ``pg_notify(NOTIFY_CHANNEL, tenant)``, which Postgres delivers on commit only.
-
-A refused write raises before anything is written; the caller's transaction rolls back.
-
-Concurrent edits of one policy: the version a PUT (or withdrawal) adds is the successor of the
-version current when the call began, read **before** waiting for the tenant's lock. If another
-version was committed meanwhile, the edit was made without seeing it: :class:`VersionConflict`
-(the API's 409) rather than silently stacking a version on top of a change nobody reviewed.
-The primary key (tenant, name, version) backs this up against writers that bypass the lock.
-
-Positions (the list order; first match wins; ties broken by name, then version):
-
-* a new policy goes right before the tenant's current default policy (the active one with no
-  condition), i.e. after every other policy, so the default stays last; with no default, or
-  when the new policy is itself a default, it goes at the end of the list;
-* ``before="other"`` puts it right before that policy instead;
-* a next version (or a withdrawal) keeps the place of the version it follows, unless
-  ``before`` moves it.
-
-Placing never renumbers (rows are never updated): it takes the predecessor's position + 1
-when that fits, halves the gap otherwise, and refuses in the (theoretical) case that about
-fifty insertions before one same policy exhausted the float's precision.
+An edit of a policy adds the successor of the version current when the call began, read before
+waiting for the lock: a version committed meanwhile makes it a :class:`VersionConflict` (the
+edit was made without seeing that change), and the primary key backs this up against writers
+that bypass the lock. Positions: a new policy goes right before the current default policy (so
+the default stays last), or at the end when there is none; ``before`` places it right before
+another; a next version keeps its place. Rows are never renumbered. docs/sla.md, "Storage",
+says more.
 """
 
 from __future__ import annotations
@@ -177,9 +157,6 @@ def _order(stored: StoredPolicy) -> tuple[float, str, int]:
     return (stored.position, stored.policy.name, stored.policy.version)
 
 
-# -- reading -------------------------------------------------------------------------------
-
-
 async def load_sla_configs(conn: AsyncConnection) -> dict[str, SlaConfig]:
     """Every tenant's calendars and policy versions as one validated :class:`SlaConfig` each.
 
@@ -214,16 +191,9 @@ async def _load(conn: AsyncConnection, tenant: str | None) -> dict[str, TenantSl
             raise StoredConfigError(row.tenant, f"calendar {row.name!r}: {exc}") from exc
         calendars.setdefault(row.tenant, []).append(StoredCalendar(calendar, row.updated_at))
     for prow in await conn.execute(policy_query):
+        keys = {"tenant": prow.tenant, "name": prow.name, "version": prow.version}
         try:
-            policy = Policy.model_validate(
-                {
-                    **prow.body,
-                    "tenant": prow.tenant,
-                    "name": prow.name,
-                    "version": prow.version,
-                    "effective_from": prow.effective_from,
-                }
-            )
+            policy = Policy.model_validate({**prow.body, **keys, "effective_from": prow.effective_from})
         except ValidationError as exc:
             raise StoredConfigError(prow.tenant, f"policy {prow.name!r} v{prow.version}: {exc}") from exc
         policies.setdefault(prow.tenant, []).append(StoredPolicy(policy, prow.position, prow.created_at))
@@ -239,9 +209,6 @@ async def _load(conn: AsyncConnection, tenant: str | None) -> dict[str, TenantSl
             raise StoredConfigError(name, str(exc)) from exc
         loaded[name] = TenantSla(name, cals, pols, config)
     return loaded
-
-
-# -- validation ----------------------------------------------------------------------------
 
 
 def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
@@ -288,9 +255,6 @@ def _utc(value: datetime, name: str = "effective_from") -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise InvalidSla([FieldProblem(name, f"{value.isoformat()} is out of range")]) from None
-
-
-# -- writing -------------------------------------------------------------------------------
 
 
 async def _begin_write(conn: AsyncConnection, tenant: str) -> TenantSla:
@@ -383,17 +347,9 @@ def _policy(
     reserved = sorted(_COLUMNS.intersection(fields) | ({"active"} & fields.keys()))
     if reserved:
         raise InvalidSla([FieldProblem(key, "set by the store, not by the body") for key in reserved])
+    keys = {"tenant": tenant, "name": name, "version": version, "effective_from": effective_from}
     try:
-        return Policy.model_validate(
-            {
-                **fields,
-                "tenant": tenant,
-                "name": name,
-                "version": version,
-                "effective_from": effective_from,
-                "active": active,
-            }
-        )
+        return Policy.model_validate({**fields, **keys, "active": active})
     except ValidationError as exc:
         raise InvalidSla(pydantic_problems(exc)) from None
 

@@ -25,11 +25,19 @@ TENANTS = TenantsConfig(
         "initech": Tenant(),
     },
     api_keys=[
-        ApiKey(key=SecretStr("acme-key"), name="acme-dashboard", tenants=["acme"]),
-        ApiKey(key=SecretStr("globex-key"), name="globex-dashboard", tenants=["globex"], metrics=True),
-        ApiKey(key=SecretStr("both-key"), name="acme-and-globex", tenants=["acme", "globex"]),
-        ApiKey(key=SecretStr("operator-key"), name="operator", tenants=["*"], metrics=True),
+        ApiKey(key=SecretStr("acme-key"), name="acme-dashboard", tenants=["acme"], sla_admin=True),
+        ApiKey(
+            key=SecretStr("globex-key"),
+            name="globex-dashboard",
+            tenants=["globex"],
+            metrics=True,
+            sla_admin=True,
+        ),
+        ApiKey(key=SecretStr("both-key"), name="acme-and-globex", tenants=["acme", "globex"], sla_admin=True),
+        ApiKey(key=SecretStr("operator-key"), name="operator", tenants=["*"], metrics=True, sla_admin=True),
         ApiKey(key=SecretStr("operator-nometrics-key"), name="operator-readonly", tenants=["*"]),
+        # Reads acme, may not change its SLA configuration.
+        ApiKey(key=SecretStr("acme-readonly-key"), name="acme-readonly", tenants=["acme"]),
     ],
 )
 

@@ -4,7 +4,9 @@
 session) creates a database and topics of its own, a tenant of its own (so that series,
 alerts and Alertmanager notifications of earlier runs cannot satisfy this run), starts ingest,
 aggregator and API as child processes on 8081 / 8082 / 8080 and the simulator against them, and stops
-everything at the end. First-response targets are short so that SLA breaches happen within a minute.
+everything at the end. Before the aggregator starts, the run's tenant gets SLA policies through the API
+(`POST /v1/tenants/{tenant}/sla/policies`) with short first-response, next-reply and resolution targets,
+so that breaches of every target happen within the first minutes of traffic.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -39,6 +42,28 @@ from tests.e2e.support import (
 INGEST_PORT, AGGREGATOR_PORT, API_PORT = 8081, 8082, 8080
 SINK_PORT = 19095
 FIRST_RESPONSE_TARGETS = {"chat": 20, "whatsapp": 20, "email": 60}
+# The run tenant's SLA policies (calendar time, effective long before the run). The simulator answers a
+# customer's follow-up after 5-90 s and resolves after one to a few minutes, so the next-reply and
+# resolution targets are both met and breached; the at-risk share is low so clocks turn at risk early.
+SLA_POLICIES: list[dict[str, object]] = [
+    {
+        "name": "chat",
+        "channels": ["chat", "whatsapp"],
+        "first_response": {"seconds": FIRST_RESPONSE_TARGETS["chat"]},
+        "next_reply": {"seconds": 30},
+        "resolution": {"seconds": 120},
+        "at_risk_share": 0.5,
+    },
+    {
+        "name": "email",
+        "channels": ["email"],
+        "first_response": {"seconds": FIRST_RESPONSE_TARGETS["email"]},
+        "next_reply": {"seconds": 60},
+        "resolution": {"seconds": 300},
+        "at_risk_share": 0.5,
+    },
+]
+SLA_EFFECTIVE_FROM = "2000-01-01T00:00:00Z"
 SIMULATOR_RATE = 8.0
 # Upper bound of the simulator's run if the session's teardown never comes (it is stopped earlier).
 SIMULATOR_MAX_SECONDS = 600
@@ -98,9 +123,35 @@ def _tenants_file(path: Path, tenant: str) -> None:
     config["ingest_token"] = f"{tenant}-ingest-token"
     data = {
         "tenants": {tenant: config},
-        "api_keys": [{"name": "e2e", "key": f"{tenant}-api-key", "tenants": [tenant], "metrics": True}],
+        "api_keys": [
+            {
+                "name": "e2e",
+                "key": f"{tenant}-api-key",
+                "tenants": [tenant],
+                "metrics": True,
+                "sla_admin": True,
+            }
+        ],
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def _create_sla_policies(tenant: str, api: Child) -> None:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{API_PORT}",
+        headers={"Authorization": f"Bearer {tenant}-api-key"},
+        timeout=10.0,
+        trust_env=False,
+    ) as client:
+        for policy in SLA_POLICIES:
+            response = client.post(
+                f"/v1/tenants/{tenant}/sla/policies", json={**policy, "effective_from": SLA_EFFECTIVE_FROM}
+            )
+            if response.status_code != 201:
+                pytest.fail(
+                    f"creating SLA policy {policy['name']!r} answered {response.status_code} "
+                    f"{response.text}\n{api.describe()}"
+                )
 
 
 @pytest.fixture(scope="package")
@@ -162,17 +213,23 @@ def pipeline(
                 pytest.fail(f"`supportpulse migrate` failed\n{migrate.describe()}")
             migrate.stop()
 
-            for name in ("ingest", "aggregator", "api"):
+            for name in ("ingest", "api"):
                 children[name] = Child(name, [name], log_dir / f"{name}.log", env)
                 children[name].start()
             wait_until_ready(
                 children,
                 {
                     "ingest": f"http://127.0.0.1:{INGEST_PORT}/readyz",
-                    "aggregator": f"http://127.0.0.1:{AGGREGATOR_PORT}/readyz",
                     "api": f"http://127.0.0.1:{API_PORT}/readyz",
                 },
                 READY_TIMEOUT,
+            )
+            # Stored before the aggregator starts, so it judges every conversation by them from the first.
+            _create_sla_policies(tenant, children["api"])
+            children["aggregator"] = Child("aggregator", ["aggregator"], log_dir / "aggregator.log", env)
+            children["aggregator"].start()
+            wait_until_ready(
+                children, {"aggregator": f"http://127.0.0.1:{AGGREGATOR_PORT}/readyz"}, READY_TIMEOUT
             )
             simulator = Child(
                 "simulator",

@@ -1,7 +1,9 @@
 """API keys are scoped to tenants, on every route the API serves.
 
 The routes are enumerated from ``app.routes`` (not from a list kept here), so a new route is
-covered or fails ``test_every_route_is_tenant_scoped_or_operational``. For each one:
+covered or fails ``test_every_route_is_tenant_scoped_or_operational``. The tenant is asked for
+with ``?tenant=``, or in the path (``/v1/tenants/{tenant}/...``); either way the same check
+(``tenant_scope``) decides. For each route:
 
 * a key asking for a tenant it may not read gets 403, whatever filters come with the request,
   and the answer carries no data;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -24,6 +27,7 @@ from fastapi.routing import APIRoute
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.deps import tenant_scope
+from services.api.sla.endpoints import path_tenant
 from tests.security.conftest import ApiFactory, serving
 from tests.security.routes import api_routes, route_table
 
@@ -32,6 +36,8 @@ pytestmark = pytest.mark.integration
 # Routes that read no tenant's data, or (/metrics) scope it by the key's tenants instead.
 OPERATIONAL: Final = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 PROBLEM_FIELDS: Final = {"type", "title", "status", "detail", "errors"}
+# The dependencies that authorise the tenant: from ?tenant=, or from the path (it calls tenant_scope).
+TENANT_CHECKS: Final = (tenant_scope, path_tenant)
 
 # Filters whose values exist in both tenants (same agent and label names), alone and combined.
 FILTERS: Final[list[dict[str, Any]]] = [
@@ -61,8 +67,13 @@ def scoped_routes(app: FastAPI) -> list[tuple[str, str]]:
     return [route for route in api_routes(app) if route not in OPERATIONAL]
 
 
-def _path(path: str, conversation: str = "c-story") -> str:
-    return path.replace("{conversation_id}", conversation)
+def _path(path: str, conversation: str = "c-story", tenant: str | None = None) -> str:
+    """A route's URL; a tenant in the path is the one asked for (the key's own, acme, by default).
+
+    A ``?tenant=`` sent along to a path-tenant route is ignored by it; the path decides.
+    """
+    path = path.replace("{conversation_id}", conversation).replace("{name}", "office")
+    return path.replace("{tenant}", quote(tenant if tenant is not None else "acme", safe=""))
 
 
 def _required(path: str) -> dict[str, Any]:
@@ -90,7 +101,9 @@ def test_every_route_is_tenant_scoped_or_operational(api_factory: ApiFactory) ->
     assert scoped, served
     for method, path in scoped:
         route = routes[(method, path)]
-        assert _depends_on(route, tenant_scope), f"{method} {path} reads data without the tenant scope check"
+        assert any(_depends_on(route, check) for check in TENANT_CHECKS), (
+            f"{method} {path} reads data without the tenant scope check"
+        )
         operation = app.openapi()["paths"][path][method.lower()]
         assert operation.get("security") == [{"HTTPBearer": []}], path
         assert "403" in operation["responses"], path
@@ -109,7 +122,7 @@ async def test_a_key_never_reads_a_tenant_it_may_not_read(api_factory: ApiFactor
         for (method, path), (key, tenant), filters in itertools.product(scoped_routes(app), denied, FILTERS):
             params = {**_required(path), **filters, "tenant": tenant}
             response = await client.request(
-                method, _path(path), params=params, headers={"Authorization": f"Bearer {key}"}
+                method, _path(path, tenant=tenant), params=params, headers={"Authorization": f"Bearer {key}"}
             )
             assert response.status_code == 403, (path, key, tenant, filters, response.text)
             assert response.headers["content-type"] == "application/problem+json"
@@ -120,7 +133,10 @@ async def test_a_key_never_reads_a_tenant_it_may_not_read(api_factory: ApiFactor
         for (method, path), tenant in itertools.product(scoped_routes(app), tricks):
             params = {**_required(path), "tenant": tenant}
             response = await client.request(
-                method, _path(path), params=params, headers={"Authorization": "Bearer acme-key"}
+                method,
+                _path(path, tenant=tenant),
+                params=params,
+                headers={"Authorization": "Bearer acme-key"},
             )
             # A NUL is refused as malformed (422) before the tenant is even looked at.
             expected = 422 if "\x00" in tenant else 403
@@ -129,7 +145,10 @@ async def test_a_key_never_reads_a_tenant_it_may_not_read(api_factory: ApiFactor
         for method, path in scoped_routes(app):
             query = [("tenant", "acme"), ("tenant", "globex"), *_required(path).items()]
             response = await client.request(
-                method, _path(path), params=query, headers={"Authorization": "Bearer acme-key"}
+                method,
+                _path(path, tenant="globex"),
+                params=query,
+                headers={"Authorization": "Bearer acme-key"},
             )
             assert response.status_code in (403, 422), (path, response.text)
 
@@ -143,7 +162,10 @@ async def _answers(client: httpx.AsyncClient, app: FastAPI, key: str, tenant: st
             if tenant is not None:
                 params["tenant"] = tenant
             response = await client.request(
-                method, _path(path, conversation), params=params, headers={"Authorization": f"Bearer {key}"}
+                method,
+                _path(path, conversation, tenant),
+                params=params,
+                headers={"Authorization": f"Bearer {key}"},
             )
             found[f"{method} {path} {conversation} {sorted(filters.items())}"] = (
                 response.status_code,

@@ -1,0 +1,1 @@
+"""SLA configuration endpoints: business-hours calendars and versioned policies per tenant."""
