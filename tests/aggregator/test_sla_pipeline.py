@@ -276,3 +276,95 @@ async def test_replay_rejudges_history_under_a_back_dated_policy_and_repages_nob
     assert await db.fetchval("SELECT count(*) FROM sla_outbox") == 0
     published = await topic_messages(base_settings.kafka_bootstrap, sla_topic, want=1, within=3)
     assert [m for m in published if m["type"] == "sla.breached"] == []
+
+
+async def test_business_hours_dst_holiday_lunch_and_pauses_on_the_real_pipeline(
+    db: asyncpg.Connection,
+    clean_sla: None,
+    topic: str,
+    sla_topic: str,
+    migrated_database: str,
+    base_settings: CommonSettings,
+) -> None:
+    from shared.sla.calendar import Calendar
+    from shared.sla.store import put_calendar
+
+    office = Calendar.model_validate(
+        {
+            "name": "paris-office",
+            "timezone": "Europe/Paris",
+            "week": {d: ["09:00-12:30", "13:30-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+            "holidays": ["2026-11-11"],
+        }
+    )
+    night = Calendar.model_validate(
+        {"name": "night", "timezone": "Europe/Paris", "week": {"sun": ["00:00-06:00"]}}
+    )
+    engine = make_engine(migrated_database, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await put_calendar(conn, "t1", office)
+            await put_calendar(conn, "t1", night)
+    finally:
+        await engine.dispose()
+    business = {"seconds": 7200, "clock": "business", "calendar": "paris-office"}
+    await add_policy(migrated_database, "night", {"labels": ["night"], "first_response": {
+        "seconds": 4 * 3600, "clock": "business", "calendar": "night"}})  # fmt: skip
+    await add_policy(
+        migrated_database,
+        "paused",
+        {"labels": ["paused"], "first_response": {"seconds": 300}, "pausing_statuses": ["pending"]},
+    )
+    await add_policy(migrated_database, "office", {"labels": ["office"], "first_response": business})
+
+    def utc(*args: int) -> datetime:
+        return datetime(*args, tzinfo=UTC)
+
+    dst = Timeline("dst", start=utc(2026, 10, 24, 22)).created(0, labels=["night"])
+    holiday = Timeline("holiday", start=utc(2026, 11, 10, 16)).created(0, labels=["office"])
+    lunch = Timeline("lunch", start=utc(2026, 11, 16, 10, 30)).created(0, labels=["office"])
+    paused = Timeline("paused", start=utc(2026, 11, 20, 10)).created(0, labels=["paused"])
+    paused.status(60, "pending").status(600, "open")
+    cases = {
+        # Paris falls back on Sunday 2026-10-25 (03:00 CEST → 02:00 CET). The night shift is open
+        # 00:00–06:00 wall time: 22:00Z to 05:00Z, 7 real hours. Created at 00:00 CEST + 4 h
+        # → 02:00Z (03:00 CET), the repeated hour counted as the real time it is.
+        "dst": (dst, utc(2026, 10, 25, 2)),
+        # Tuesday 2026-11-10 17:00 Paris + 2 h: 1 h Tuesday, Wednesday the 11th a holiday,
+        # 1 h from Thursday 09:00 → Thursday 10:00 Paris = 09:00Z.
+        "holiday": (holiday, utc(2026, 11, 12, 9)),
+        # Monday 2026-11-16 11:30 Paris + 2 h: until 12:30, lunch, 13:30–14:30 → 13:30Z.
+        "lunch": (lunch, utc(2026, 11, 16, 13, 30)),
+        # 300 s, pending from 60 s to 600 s: 60 s ran, 240 s remain from 600 s → 840 s.
+        "paused": (paused, utc(2026, 11, 20, 10, 14)),
+    }
+    events = []
+    for timeline, _ in cases.values():
+        events += timeline.customer(1).events
+    await produce(base_settings.kafka_bootstrap, topic, events)
+    settings = aggregator_settings(migrated_database, topic, sla_topic=sla_topic)
+    async with running(settings):
+
+        async def all_breached() -> bool:
+            n = await db.fetchval(
+                "SELECT coalesce(sum(count), 0) FROM kpi_counts "
+                "WHERE grain = 2 AND label = '' AND metric = 'sla_first_response_breaches'"
+            )
+            return int(n) == len(cases)
+
+        await wait_for(all_breached, within=30)
+    for cid, (_, deadline) in cases.items():
+        state = msgspec.msgpack.decode(
+            await db.fetchval("SELECT state FROM conversations WHERE conversation_id = $1", cid)
+        )
+        (clock,) = state["sla"]["clocks"]
+        assert (clock["outcome"], clock["deadline"]) == ("breached", deadline.timestamp()), cid
+        # Hour buckets (minute rows of these old days are past retention) hold the breach.
+        hour = deadline.replace(minute=0, second=0)
+        found = await db.fetchval(
+            "SELECT count FROM kpi_counts WHERE grain = 1 AND bucket = $1 AND label = $2 "
+            "AND metric = 'sla_first_response_breaches'",
+            hour,
+            state["walk"]["labels"][0],
+        )
+        assert found == 1, cid
