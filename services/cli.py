@@ -72,11 +72,22 @@ def config(
 
 
 @app.command()
-def ingest() -> None:
+def ingest(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Worker processes, each with its own Kafka producer, sharing the port; /metrics sums "
+                "them. Default: SUPPORTPULSE_INGEST_WORKERS (1: in containers, scale with replicas)."
+            ),
+        ),
+    ] = None,
+) -> None:
     """Run the ingest HTTP service (webhooks in, Kafka out) on SUPPORTPULSE_INGEST_PORT (8081)."""
     from services.ingest.service import main
 
-    main()
+    main(workers)
 
 
 @app.command()

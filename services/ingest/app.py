@@ -3,6 +3,10 @@
 Routes: ``POST /v1/events`` (canonical events, bearer ingest token), ``POST
 /v1/webhooks/{connector}/{tenant}`` (vendor webhooks, each signed its vendor's way),
 ``/healthz``, ``/readyz`` (Kafka reachable) and ``/metrics``.
+
+The two POST routes are declared to FastAPI (OpenAPI, and serving them if the app is mounted
+under a prefix) but normally answered by :class:`services.ingest.asgi.IngestApp` straight from
+ASGI: :meth:`Ingest.handle` works on the ASGI scope and ``receive`` either way.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,11 +26,14 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
 from services.ingest import openapi
+from services.ingest.asgi import EVENTS_PATH, WEBHOOK_PATH, IngestApp, accepted_response, request_url
 from services.ingest.connectors import CONNECTORS
 from services.ingest.connectors.base import ConnectorError, InvalidPayload, WebhookRequest
-from services.ingest.metrics import IngestMetrics
+from services.ingest.metrics import IngestMetrics, exposed
 from services.ingest.publisher import Publisher, Unavailable, raw_record
 from services.ingest.settings import IngestSettings
 from shared.problems import install_problem_handlers, problem
@@ -76,21 +83,35 @@ class Ingest:
         self.metrics = IngestMetrics(tuple(CONNECTORS), registry)
         self.registry = registry
         self.publisher = Publisher(settings)
+        # Read per request; settings attributes are looked up through pydantic's machinery.
+        self.max_body_bytes = settings.ingest_max_body_bytes
+        self.max_batch_events = settings.ingest_max_batch_events
 
-    async def handle(self, request: Request, connector: str, tenant: str | None) -> Response:
+    async def handle(
+        self, connector: str, tenant: str | None, scope: Scope, receive: Receive
+    ) -> Response | bytes:
+        """Answer one webhook request: a problem response, or the JSON body of the 202 (bytes).
+
+        ``tenant`` is None for ``POST /v1/events`` (the bearer token names it). Raises
+        ``ClientDisconnect`` if the caller leaves while its body is read.
+        """
         started = time.perf_counter()
-        outcome, response = await self._handle(request, connector, tenant)
+        outcome, answer = await self._handle(connector, tenant, scope, receive)
         if connector in CONNECTORS:
             self.metrics.request(connector, outcome, time.perf_counter() - started)
-        return response
+        return answer
 
-    async def _handle(self, request: Request, connector: str, tenant: str | None) -> tuple[str, Response]:
+    async def _handle(
+        self, connector: str, tenant: str | None, scope: Scope, receive: Receive
+    ) -> tuple[str, Response | bytes]:
         if connector not in CONNECTORS:
             return "unknown_tenant", problem(
                 404, f"unknown connector {connector!r}", reason="unknown-connector"
             )
+        # Names are lower-case in ASGI; latin-1 is how HTTP header bytes map to str (as Starlette).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if tenant is None:
-            tenant = self._tenant_of_token(request)
+            tenant = self._tenant_of_token(headers)
             if tenant is None:
                 return "unauthorized", problem(
                     401,
@@ -105,21 +126,20 @@ class Ingest:
                 f"connector {connector!r} is not configured for tenant {tenant!r}",
                 reason="unknown-tenant",
             )
-        if connector in TOKEN_CONNECTORS and not self._token_ok(request, route):
+        if connector in TOKEN_CONNECTORS and not self._token_ok(headers, route):
             return "unauthorized", problem(
                 401,
                 "missing or wrong bearer ingest token",
                 reason="unauthorized",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        body = await self._read_body(request)
+        body = await self._read_body(headers, receive)
         if body is None:
             return "too_large", problem(
-                413, f"body larger than {self.settings.ingest_max_body_bytes} bytes", reason="too-large"
+                413, f"body larger than {self.max_body_bytes} bytes", reason="too-large"
             )
         received_at = datetime.now(UTC)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        webhook = WebhookRequest(tenant, body, headers, str(request.url), received_at)
+        webhook = WebhookRequest(tenant, body, headers, request_url(scope), received_at)
         try:
             mapped = CONNECTORS[connector][0].handle(webhook, route.config)
         except ConnectorError as exc:
@@ -128,10 +148,10 @@ class Ingest:
             # The metric label is the error class's (a fixed set); the finer reason goes to the caller.
             outcome = type(exc).default_reason
             return outcome, problem(exc.status_code, exc.detail, reason=exc.reason.replace("_", "-"))
-        if len(mapped.events) > self.settings.ingest_max_batch_events:
+        if len(mapped.events) > self.max_batch_events:
             return "too_large", problem(
                 413,
-                f"{len(mapped.events)} events; at most {self.settings.ingest_max_batch_events} per request",
+                f"{len(mapped.events)} events; at most {self.max_batch_events} per request",
                 reason="too-large",
             )
         raw = raw_record(tenant, connector, received_at, webhook.url, headers, body)
@@ -146,7 +166,7 @@ class Ingest:
                 headers={"Retry-After": "5"},
             )
         self.metrics.produce_seconds.observe(seconds)
-        self.metrics.events([e.type for e in mapped.events])
+        self.metrics.events(mapped.events)
         self.metrics.ignored(connector, len(mapped.ignored))
         body_out = {
             "accepted": len(mapped.events),
@@ -154,10 +174,10 @@ class Ingest:
             "ids": [e.id for e in mapped.events],
         }
         outcome = "accepted" if mapped.events else "ignored"
-        return outcome, _json(body_out, 202)
+        return outcome, orjson.dumps(body_out)
 
-    def _tenant_of_token(self, request: Request) -> str | None:
-        presented = _bearer(request)
+    def _tenant_of_token(self, headers: Mapping[str, str]) -> str | None:
+        presented = _bearer(headers)
         if presented is None:
             return None
         for token, tenant in self.tokens.items():
@@ -166,25 +186,31 @@ class Ingest:
         return None
 
     @staticmethod
-    def _token_ok(request: Request, route: Route) -> bool:
-        presented = _bearer(request)
+    def _token_ok(headers: Mapping[str, str], route: Route) -> bool:
+        presented = _bearer(headers)
         return (
             route.token is not None and presented is not None and hmac.compare_digest(route.token, presented)
         )
 
-    async def _read_body(self, request: Request) -> bytes | None:
-        limit = self.settings.ingest_max_body_bytes
-        declared = request.headers.get("content-length")
+    async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes | None:
+        """The body, or None as soon as it is known to exceed the limit (the rest is not read)."""
+        limit = self.max_body_bytes
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 return None
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _deadletter(self, tenant: str, connector: str, webhook: WebhookRequest, reason: str) -> None:
         raw = raw_record(
@@ -201,8 +227,8 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _bearer(request: Request) -> bytes | None:
-    header = request.headers.get("authorization", "")
+def _bearer(headers: Mapping[str, str]) -> bytes | None:
+    header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip().encode() if scheme.lower() == "bearer" and token.strip() else None
 
@@ -229,7 +255,8 @@ def create_app(
         finally:
             await ingest.publisher.stop()
 
-    app = FastAPI(
+    app = IngestApp(
+        ingest.handle,
         title="SupportPulse ingest",
         version="1",
         lifespan=lifespan,
@@ -238,25 +265,26 @@ def create_app(
     app.state.ingest = ingest
     install_problem_handlers(app)
 
+    # Declared for the OpenAPI document; IngestApp answers these paths before FastAPI routes them.
     @app.post(
-        "/v1/events",
+        EVENTS_PATH,
         status_code=202,
         summary="Canonical events (one, a batch, or CloudEvents)",
         responses=openapi.RESPONSES,
         openapi_extra=openapi.EVENTS_EXTRA,
     )
     async def post_events(request: Request) -> Response:
-        return await ingest.handle(request, "generic", None)
+        return accepted_response(await ingest.handle("generic", None, request.scope, request.receive))
 
     @app.post(
-        "/v1/webhooks/{connector}/{tenant}",
+        WEBHOOK_PATH,
         status_code=202,
         summary="A vendor webhook",
         responses=openapi.RESPONSES,
         openapi_extra=openapi.WEBHOOK_EXTRA,
     )
     async def post_webhook(request: Request, connector: str, tenant: str) -> Response:
-        return await ingest.handle(request, connector, tenant)
+        return accepted_response(await ingest.handle(connector, tenant, request.scope, request.receive))
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -279,6 +307,6 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(ingest.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed(ingest.registry)), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+import collections
+import os
+from collections.abc import Sequence
 
-from shared.events import EventType
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+
+from shared.events import Event, EventType
+
+# prometheus_client's switch to values shared by worker processes (read when it is imported): set
+# by service.main for more than one worker.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OUTCOMES = (
     "accepted",
@@ -66,10 +74,24 @@ class IngestMetrics:
         self._requests[(connector, outcome)].inc()
         self._latency[connector].observe(seconds)
 
-    def events(self, types: list[str]) -> None:
-        for t in types:
-            self._events.get(t, self._other_events).inc()
+    def events(self, events: Sequence[Event]) -> None:
+        if len(events) == 1:  # the usual webhook: no tally to build
+            self._events.get(events[0].type, self._other_events).inc()
+            return
+        # One inc() per type present, not per event: a 1000-event batch is one or a few calls.
+        for t, count in collections.Counter(e.type for e in events).items():
+            self._events.get(t, self._other_events).inc(count)
 
     def ignored(self, connector: str, count: int) -> None:
         if count:
             self._ignored[connector].inc(count)
+
+
+def exposed(registry: CollectorRegistry) -> CollectorRegistry:
+    """What /metrics shows: with several workers, the metrics of all of them summed (whichever
+    worker answers the scrape); otherwise this process's ``registry``."""
+    if MULTIPROC_ENV not in os.environ:
+        return registry
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return merged

@@ -16,4 +16,6 @@ class IngestSettings(CommonSettings):
     ingest_max_batch_events: int = Field(default=1000, ge=1)
     # How long a request waits for Kafka's acknowledgement before answering 503.
     ingest_produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    ingest_linger_ms: int = Field(default=5, ge=0)
+    # 0: aiokafka keeps one produce request in flight per broker, and records batch up behind it
+    # anyway; lingering only added its milliseconds to every answer (bench/README.md, ingest).
+    ingest_linger_ms: int = Field(default=0, ge=0)

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,9 +23,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.ingest.app import create_app
-from services.ingest.publisher import RawRecord
+from services.ingest.publisher import Publisher, RawRecord
 from services.ingest.settings import IngestSettings
-from shared.events import decode, partition_key
+from shared.events import Event, decode, partition_key
 from shared.settings import CommonSettings
 from shared.tenants import TenantsConfig
 from tests.ingest.connectors.support import corpus_bytes, corpus_json
@@ -63,27 +64,31 @@ class Ingest:
         return value or 0.0
 
     async def records(self, topic: str, n: int, within: float = 20.0) -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        got: list[Any] = []
-        try:
-            deadline = time.monotonic() + within
-            while len(got) < n and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    got.extend(records)
-            # Make sure nothing more arrives than expected.
+        return await read_records(self.settings.kafka_bootstrap, topic, n, within)
+
+
+async def read_records(bootstrap: str, topic: str, n: int, within: float = 20.0) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(got) < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 got.extend(records)
-        finally:
-            await consumer.stop()
-        return got
+        # Make sure nothing more arrives than expected.
+        batch = await consumer.getmany(timeout_ms=500)
+        for records in batch.values():
+            got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
 
 
 @pytest.fixture
@@ -313,8 +318,6 @@ async def test_kafka_unreachable_means_503_with_retry_after_never_2xx() -> None:
 
 
 def test_raw_record_keeps_no_credentials() -> None:
-    from datetime import UTC, datetime
-
     from services.ingest.publisher import raw_record
 
     raw: RawRecord = raw_record(
@@ -326,3 +329,101 @@ def test_raw_record_keeps_no_credentials() -> None:
         b"{}",
     )
     assert "authorization" not in raw.headers and raw.headers == {"content-type": "a/b"}
+
+
+async def test_big_groups_go_as_batches_of_their_own_and_keep_each_conversation_in_order(
+    ingest: Ingest,
+) -> None:
+    # 40 and 20 events of two conversations (record batches of their own), 3 of a third (the
+    # producer's shared batches), interleaved.
+    conversations = ["big", "mid", "big"] * 20
+    for at in (0, 30, 62):
+        conversations.insert(at, "few")
+    body = [canonical(c, id=f"e-{i}") for i, c in enumerate(conversations)]
+    r = await ingest.client.post("/v1/events", json=body, headers={"authorization": "Bearer t1-token"})
+    assert r.status_code == 202, r.text
+    ids = r.json()["ids"]
+    records = await ingest.records(ingest.settings.events_topic, len(body))
+    assert sorted(decode(x.value).id for x in records) == sorted(ids)
+    assert_keyed_by_conversation(records)
+    in_kafka = sorted(records, key=lambda x: (x.partition, x.offset))
+    for conversation in ("big", "mid", "few"):
+        sent = [i for i, event in zip(ids, body, strict=True) if event["conversation_id"] == conversation]
+        stored = [decode(x.value).id for x in in_kafka if decode(x.value).conversation_id == conversation]
+        assert stored == sent, conversation
+    assert len(await ingest.records(ingest.settings.raw_topic, 1)) == 1
+    assert ingest.registry.get_sample_value(
+        "supportpulse_ingest_events_total", {"type": "message.created"}
+    ) == len(body)
+
+
+async def test_under_a_root_path_fastapi_routes_the_webhooks_to_the_same_handler(ingest: Ingest) -> None:
+    transport = httpx.ASGITransport(app=ingest.app, root_path="/ingest")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        r = await client.post(
+            "/ingest/v1/events", json=[canonical()], headers={"authorization": "Bearer t1-token"}
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["accepted"] == 1
+        r = await client.post("/ingest/v1/events", json=[canonical()])
+        assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_other_methods_on_the_webhook_paths_get_fastapis_problem_answers(ingest: Ingest) -> None:
+    for path in ("/v1/events", "/v1/webhooks/chatwoot/t1"):
+        r = await ingest.client.get(path)
+        assert r.status_code == 405, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unexpected_error_is_a_problem_500_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.ingest.connectors import generic
+
+    def broken(request: object, config: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(generic.connector, "handle", broken)
+    app = create_app(IngestSettings(kafka_bootstrap="127.0.0.1:1"), TENANTS, CollectorRegistry())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        r = await client.post("/v1/events", json=[canonical()], headers={"authorization": "Bearer t1-token"})
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 500 and "bug" not in r.text
+
+
+async def test_a_group_over_the_batch_size_goes_as_several_batches_in_order(
+    base_settings: CommonSettings,
+) -> None:
+    """400 events of ~1 KB for one conversation exceed one record batch (256 KiB): they go as
+    several, one after the other, and land in the order sent."""
+    run = uuid.uuid4().hex[:8]
+    settings = IngestSettings(
+        events_topic=f"test.ingest.{run}.events",
+        raw_topic=f"test.ingest.{run}.raw",
+        deadletter_topic=f"test.ingest.{run}.dlq",
+    )
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        for _ in range(100):
+            if await publisher.ready():
+                break
+            await asyncio.sleep(0.1)
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        events = [
+            Event(id=f"big-{i}", tenant="t1", source="s", type="message.created", occurred_at=at,
+                  conversation_id="one", direction="inbound", author="customer", comment="x" * 1000)
+            for i in range(400)
+        ]  # fmt: skip
+        await publisher.publish(events, None)
+        records = await read_records(settings.kafka_bootstrap, settings.events_topic, len(events))
+        in_kafka = sorted(records, key=lambda x: (x.partition, x.offset))
+        assert [decode(x.value).id for x in in_kafka] == [e.id for e in events]
+    finally:
+        await publisher.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([settings.events_topic, settings.raw_topic, settings.deadletter_topic])
+        finally:
+            await admin.close()

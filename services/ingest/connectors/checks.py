@@ -3,7 +3,9 @@
 ``msgspec`` enforces the :class:`Event` field constraints (id lengths, aware datetimes,
 bounded labels) only when decoding, not when a Struct is built in code; the aggregator
 decodes. An over-long vendor queue name would therefore pass here and poison the topic.
-Round-tripping through the wire format applies exactly the aggregator's checks.
+Round-tripping through the wire format applies exactly the aggregator's checks. (The generic
+connector does not need this: it decodes the sender's JSON into the model with those checks
+once, see ``generic.py``.)
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ def checked(event: Event, *, where: str = "") -> Event:
 
     ``where`` prefixes messages (``[3].`` in a batch, ``line 7: `` for a log line).
     """
+    encoded = encode(event)
     try:
-        wire = decode(encode(event))
+        wire = decode(encoded)
     except msgspec.ValidationError as exc:
         raise InvalidPayload(f"{where}{validation_message(exc)}") from None
-    found = problems(wire)
+    found = problems(wire, encoded=encoded)
     if found:
         raise InvalidPayload(f"{where}{found[0]}")
     return wire

@@ -12,15 +12,15 @@ import hashlib
 from typing import Final
 
 MAX_REASON_LEN: Final = 60
-_SEP: Final = b"\x1f"
+_SEP: Final = "\x1f"
 
 
 def event_id(connector: str, *parts: str) -> str:
     """``<connector>:<32 hex>`` from the ordered ``parts`` (unit-separated, so parts never merge)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(_SEP)
+    # One encode and one update for all parts (the hot path of batch ingestion): the same bytes
+    # as hashing each part followed by the separator.
+    text = _SEP.join(parts) + _SEP if parts else ""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
     return f"{connector}:{digest.hexdigest()}"
 
 

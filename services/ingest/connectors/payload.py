@@ -24,7 +24,9 @@ def decode_json(body: bytes) -> Any:
     try:
         # Checked up front: msgspec only validates UTF-8 inside strings, and reports stray
         # bytes elsewhere as malformed JSON, which hides the real problem from the sender.
-        body.decode("utf-8")
+        # ASCII (most bodies) is valid UTF-8, and isascii() neither copies nor decodes.
+        if not body.isascii():
+            body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidPayload(f"body: invalid UTF-8 at byte {exc.start}", reason="bad_encoding") from None
     try:

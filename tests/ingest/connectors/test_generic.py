@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.connectors.base import InvalidPayload, Mapped, UnsupportedMediaType
+from services.ingest.connectors.checks import checked
 from services.ingest.connectors.generic import GenericConfig, connector
+from shared.events import encode
 
 from .support import assert_usable, json_values, make_request
 
@@ -267,3 +269,37 @@ def test_any_field_value_maps_or_is_rejected_cleanly(key: str, value: object, co
     if error is not None:
         assert error.status_code == 422
         assert ": " in error.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(canonical())), json_values, st.sampled_from(["application/json", CE]))
+def test_one_validation_pass_agrees_with_the_wire_round_trip(
+    key: str, value: object, content_type: str
+) -> None:
+    """Events are checked once (msgspec.convert, the rules, one NUL search of the body): whatever
+    passes must also pass checks.checked's round trip through the wire form, unchanged."""
+    body = canonical(**{key: value}) if content_type != CE else cloudevent(data={**canonical(), key: value})
+    try:
+        mapped = handle(body, content_type=content_type)
+    except InvalidPayload:
+        return
+    for event in mapped.events:
+        assert checked(event) == event
+        assert encode(checked(event)) == encode(event)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", CE])
+def test_a_nul_in_any_text_is_refused_naming_the_field(content_type: str) -> None:
+    for fields in ({"team": "sup\x00port"}, {"labels": ["vip", "b\x00d"]}, {"agent": "\x00"}):
+        data = {"status": "resolved", **fields}
+        body = canonical(**fields) if content_type != CE else cloudevent(data=data)
+        with pytest.raises(InvalidPayload, match=rf"{next(iter(fields))}: contains a NUL character"):
+            handle(body, content_type=content_type)
+    with pytest.raises(InvalidPayload, match=r"^\[1\]\.team: contains a NUL character"):
+        handle([canonical(id="a"), canonical(id="b", team="x\x00")])
+
+
+def test_text_that_only_looks_like_an_escaped_nul_is_kept() -> None:
+    # The body holds the six characters \u0000 (an escaped backslash): no NUL, nothing refused.
+    [event] = handle(canonical(team="\\u0000")).events
+    assert event.team == "\\u0000"

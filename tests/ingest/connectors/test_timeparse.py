@@ -5,11 +5,11 @@ from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.connectors.base import InvalidPayload
-from services.ingest.connectors.timeparse import EARLIEST, check_range, parse_time
+from services.ingest.connectors.timeparse import EARLIEST, _parse, check_range, parse_time
 
 from .support import NOW
 
@@ -184,3 +184,29 @@ def test_naive_local_round_trip(local: datetime) -> None:
     # Converting back gives the same wall time, except for the hour skipped at spring-forward.
     back = instant.astimezone(BERLIN).replace(tzinfo=None)
     assert back == local or abs(back - local) == timedelta(hours=1)
+
+
+def _the_long_way(value: object, now: datetime) -> datetime | str:
+    """parse_time without its shortcut for RFC 3339 UTC text: the result, or the error."""
+    try:
+        return check_range(_parse(value, field="occurred_at", tz=None), now=now)
+    except InvalidPayload as exc:
+        return exc.detail
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2030, 1, 1)),
+    st.sampled_from(["seconds", "milliseconds", "microseconds", "minutes"]),
+    st.text(alphabet="0123456789TZz:.+- ", max_size=30),
+)
+def test_the_rfc3339_shortcut_answers_as_the_long_way(moment: datetime, spec: str, noise: str) -> None:
+    now = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
+    for value in (moment.isoformat(timespec=spec) + "Z", noise, noise + "Z", f"{noise[:1]}{moment}Z"):
+        try:
+            got: datetime | str = parse_time(value, now=now)
+        except InvalidPayload as exc:
+            got = exc.detail
+        assert got == _the_long_way(value, now), value
+        if isinstance(got, datetime):
+            assert got.tzinfo is UTC
