@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+# The largest record ingest writes: a raw webhook body, base64-encoded in its envelope (4/3 of
+# the body and change). Kafka's default (1 MiB) would refuse a raw copy of a 1 MiB batch for
+# ever, so the raw and dead-letter topics and ingest's producer allow this much.
+MAX_RAW_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +31,11 @@ class TopicSpec:
 def topic_specs(settings: CommonSettings) -> list[TopicSpec]:
     # Events are keyed by conversation, so partitions bound the aggregator's parallelism.
     durable = {"min.insync.replicas": "1", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    raw = {**durable, "max.message.bytes": str(MAX_RAW_MESSAGE_BYTES)}
     return [
         TopicSpec(settings.events_topic, settings.events_partitions, durable),
-        TopicSpec(settings.raw_topic, settings.events_partitions, durable),
-        TopicSpec(settings.deadletter_topic, 1, durable),
+        TopicSpec(settings.raw_topic, settings.events_partitions, raw),
+        TopicSpec(settings.deadletter_topic, 1, raw),
         TopicSpec(settings.sla_topic, settings.events_partitions, durable),
     ]
 
@@ -40,6 +48,13 @@ async def ensure_topics(settings: CommonSettings, specs: list[TopicSpec] | None 
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
+        raised = [s for s in specs if s.name in existing and "max.message.bytes" in s.config]
+        if raised:
+            # Topics created before the limit was raised get it now. AlterConfigs sets the
+            # whole list, which is the spec's (the values these topics are created with).
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in raised]
+            )
         if missing:
             # Another process may win the race; the topic is there, which is all we need.
             with contextlib.suppress(TopicAlreadyExistsError):

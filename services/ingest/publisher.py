@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from services.ingest.partitioner import KeyPartitioner
 from services.ingest.settings import IngestSettings
 from shared.events import Event, encoder
-from shared.kafka import ensure_topics
+from shared.kafka import MAX_RAW_MESSAGE_BYTES, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Publisher:
             enable_idempotence=True,
             linger_ms=self.settings.ingest_linger_ms,
             max_batch_size=256 * 1024,
+            max_request_size=MAX_RAW_MESSAGE_BYTES,
             request_timeout_ms=int(self.settings.ingest_produce_timeout_seconds * 1000),
         )
 

@@ -313,3 +313,17 @@ def test_conversations_created_before_the_first_policy_keep_the_defaults() -> No
     got = facts(before.events + after.events, book=sla)
     assert totals(got)["sla_first_response_met"] == (1, 1.0)
     assert totals(got)["sla_first_response_breaches"] == (1, 1.0)
+
+
+def test_the_breach_topic_example_in_the_docs_is_a_real_message() -> None:
+    import re
+    from pathlib import Path
+
+    from services.aggregator.sla import _Transition
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sla.md").read_text(encoding="utf-8")
+    example = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)[2]
+    message = msgspec.json.decode(example.encode(), type=_Transition)
+    assert message.type == "sla.breached"
+    # Every field a message carries is shown.
+    assert set(msgspec.json.decode(example.encode())) == set(_Transition.__struct_fields__)

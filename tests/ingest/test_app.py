@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -421,6 +422,46 @@ async def test_a_group_over_the_batch_size_goes_as_several_batches_in_order(
         assert [decode(x.value).id for x in in_kafka] == [e.id for e in events]
     finally:
         await publisher.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([settings.events_topic, settings.raw_topic, settings.deadletter_topic])
+        finally:
+            await admin.close()
+
+
+async def test_a_batch_at_the_body_limit_is_accepted_raw_copy_included(base_settings: CommonSettings) -> None:
+    """1 MiB of events (the documented batch limit) must fit Kafka, raw payload (base64) included."""
+    run = uuid.uuid4().hex[:8]
+    settings = IngestSettings(
+        events_topic=f"test.ingest.{run}.events",
+        raw_topic=f"test.ingest.{run}.raw",
+        deadletter_topic=f"test.ingest.{run}.dlq",
+    )
+    survey = {"type": "survey.submitted", "survey": "csat", "score": 4, "comment": "x" * 900}
+    body = orjson.dumps([canonical(f"c-{i}", **survey) for i in range(1000)])
+    while len(body) > settings.ingest_max_body_bytes:
+        survey["comment"] = survey["comment"][:-10]
+        body = orjson.dumps([canonical(f"c-{i}", **survey) for i in range(1000)])
+    assert len(body) > 0.95 * settings.ingest_max_body_bytes
+    app = create_app(settings, TENANTS, CollectorRegistry())
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+                for _ in range(100):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                r = await client.post(
+                    "/v1/events",
+                    content=body,
+                    headers={"authorization": "Bearer t1-token", "content-type": "application/json"},
+                )
+                assert r.status_code == 202, r.text
+                raw = await read_records(settings.kafka_bootstrap, settings.raw_topic, 1)
+                assert len(base64.b64decode(json.loads(raw[0].value)["body_b64"])) == len(body)
+    finally:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:
