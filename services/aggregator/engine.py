@@ -227,8 +227,11 @@ class Engine:
             conv = self.conversations.get(key)
             if conv is None or conv.partition not in self.partitions:
                 continue
+            due = conv.sla.due
             tick(conv, self.clock(conv.partition, now), self.book, self._changes, self.outbox)
-            if self._changes.added or self._changes.retracted:
+            if self._changes.added or self._changes.retracted or conv.sla.due != due:
+                # A new due time alone must reach the row too, or the timer query keeps
+                # returning this conversation.
                 self._fold(conv.tenant, self._changes)
                 self.dirty[key] = conv
                 changed += 1
