@@ -7,7 +7,8 @@ the raw-SQL side. The bucket tables are then *derived from those rows* exactly a
 aggregator would write them (minute → hour → UTC day, a '' row plus one per label,
 log-bucket histograms), so both methods answer from the same data. Older history is the
 same day shifted back: minute rows for the previous 24 h (48 h kept), hour rows for
-``history_days`` days, and day rows over all of it.
+``history_days`` days, and day rows over all of it. The rollups (by team, by channel) are
+then summed from all those detail rows, as the aggregator's flush writes them.
 """
 
 # ruff: noqa: S608 - every statement is composed from this module's constants; values are bound.
@@ -24,7 +25,6 @@ from shared.histogram import GAMMA, MIN_INDEX, MIN_VALUE
 from shared.kpis import DURATION_MEASURES
 
 TENANT = "bench"
-KEY = "tenant, grain, bucket, metric, channel, team, agent, label"
 
 RAW = """
 CREATE TABLE bench_events (
@@ -91,57 +91,92 @@ _LABEL_SOURCES = (
     ("l", "bench_events CROSS JOIN LATERAL unnest(labels) AS l"),
 )
 
+# Every bucket table by its key columns (as in shared/db/schema.py): the detail rows, then the
+# rollups without the agent and without team and agent. Each is derived the same way, from
+# the raw facts' minutes up; the rollups are inserted in time order (ORDER BY bucket), as the
+# aggregator's flushes write them, the detail rows in the order of the GROUP BY (as before).
+TABLES: dict[str, tuple[str, ...]] = {
+    "kpi_counts": ("tenant", "grain", "bucket", "metric", "channel", "team", "agent", "label"),
+    "kpi_hist": ("tenant", "grain", "bucket", "metric", "channel", "team", "agent", "label"),
+    "kpi_counts_by_team": ("tenant", "grain", "bucket", "metric", "channel", "team", "label"),
+    "kpi_counts_by_channel": ("tenant", "label", "grain", "bucket", "metric", "channel"),
+    "kpi_hist_by_channel": ("tenant", "label", "grain", "bucket", "metric", "channel"),
+}
+BUCKET_TABLES = tuple(TABLES)
 
-def _minute_statements() -> list[str]:
+
+def _hist(table: str) -> bool:
+    return table.startswith("kpi_hist")
+
+
+def _columns(table: str) -> str:
+    return ", ".join((*TABLES[table], "idx, count" if _hist(table) else "count, sum"))
+
+
+def _select(table: str, **expressions: str) -> str:
+    """The key of ``table`` as a select list, each column as itself unless given."""
+    return ", ".join(expressions.get(column, column) for column in TABLES[table])
+
+
+def _order(table: str) -> str:
+    """ORDER BY the bucket (by its position in the select lists below), rollups only."""
+    return "" if table in ("kpi_counts", "kpi_hist") else f" ORDER BY {TABLES[table].index('bucket') + 1}"
+
+
+def _minute_statements(table: str) -> list[str]:
+    """Minute rows of ``table`` straight from the raw facts: the '' rows, then one per label."""
     out = []
     for label, source in _LABEL_SOURCES:
+        minute = "date_trunc('minute', occurred_at)"
+        key = _select(table, grain="0", bucket=minute, metric="type", label=label)
+        if _hist(table):
+            values, where = f"{_IDX}, count(*)", f" WHERE type = ANY({_DURATIONS})"
+        else:
+            values, where = "count(*), sum(value)", ""
         out.append(
-            f"INSERT INTO kpi_counts ({KEY}, count, sum) "
-            f"SELECT tenant, 0, date_trunc('minute', occurred_at), type, channel, team, agent, {label}, "
-            f"count(*), sum(value) FROM {source} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
-        )
-        out.append(
-            f"INSERT INTO kpi_hist ({KEY}, idx, count) "
-            f"SELECT tenant, 0, date_trunc('minute', occurred_at), type, channel, team, agent, {label}, "
-            f"{_IDX}, count(*) FROM {source} WHERE type = ANY({_DURATIONS}) "
-            f"GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+            f"INSERT INTO {table} ({_columns(table)}) SELECT {key}, {values} FROM {source}{where} "
+            f"GROUP BY {_positions(table)}{_order(table)}"
         )
     return out
 
 
-def _rollup(table: str, src: int, dst: int, unit: str, extra: str) -> str:
-    value = "count, sum" if table == "kpi_counts" else "idx, count"
-    sums = "sum(count), sum(sum)" if table == "kpi_counts" else "idx, sum(count)"
+def _positions(table: str) -> str:
+    """GROUP BY positions of the key (and idx) in the select lists below."""
+    return ", ".join(str(n) for n in range(1, len(TABLES[table]) + (2 if _hist(table) else 1)))
+
+
+def _rollup(table: str, src: int, dst: int, unit: str, since: datetime | None = None) -> str:
+    """``table``'s rows of grain ``src`` summed into grain ``dst`` (buckets truncated to ``unit``)."""
+    sums = "idx, sum(count)" if _hist(table) else "sum(count), sum(sum)"
+    key = _select(table, grain=str(dst), bucket=f"date_trunc('{unit}', bucket)")
+    where = f"grain = {src}" + (f" AND bucket >= '{since.isoformat()}'" if since else "")
     return (
-        f"INSERT INTO {table} ({KEY}, {value}) "
-        f"SELECT tenant, {dst}, date_trunc('{unit}', bucket), metric, channel, team, agent, label, {sums} "
-        f"FROM {table} WHERE grain = {src} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8{extra}"
+        f"INSERT INTO {table} ({_columns(table)}) SELECT {key}, {sums} FROM {table} WHERE {where} "
+        f"GROUP BY {_positions(table)}{_order(table)}"
     )
 
 
 def _shift(table: str, source: str, grain: int, days: int) -> str:
     """Copies of ``source``'s rows of a grain shifted back by 1..``days`` days into ``table``."""
-    cols = "count, sum" if table == "kpi_counts" else "idx, count"
+    values = "idx, count" if _hist(table) else "count, sum"
+    key = _select(table, bucket="bucket - make_interval(days => d)")
     return (
-        f"INSERT INTO {table} ({KEY}, {cols}) "
-        f"SELECT tenant, grain, bucket - make_interval(days => d), metric, channel, team, agent, label, "
-        f"{cols} "
-        f"FROM {source} CROSS JOIN generate_series(1, {days}) AS d WHERE grain = {grain}"
+        f"INSERT INTO {table} ({_columns(table)}) SELECT {key}, {values} "
+        f"FROM {source} CROSS JOIN generate_series(1, {days}) AS d WHERE grain = {grain}{_order(table)}"
     )
 
 
 def _hour_template(table: str, first_hour: datetime) -> list[str]:
     """One full day of hour rows: the last, partial hour of the raw window folded onto the first."""
-    kinds = {"kpi_counts": "sum(count) AS count, sum(sum) AS sum", "kpi_hist": "idx, sum(count) AS count"}
-    cols = kinds[table]
-    extra = ", idx" if table == "kpi_hist" else ""
+    values = "idx, sum(count) AS count" if _hist(table) else "sum(count) AS count, sum(sum) AS sum"
+    folded = (
+        f"CASE WHEN bucket >= '{first_hour.isoformat()}'::timestamptz + interval '1 day' "
+        "THEN bucket - interval '1 day' ELSE bucket END"
+    )
     return [
         "DROP TABLE IF EXISTS hour_template",
-        f"CREATE TEMP TABLE hour_template AS SELECT tenant, grain, "
-        f"CASE WHEN bucket >= '{first_hour.isoformat()}'::timestamptz + interval '1 day' "
-        f"THEN bucket - interval '1 day' ELSE bucket END AS bucket, metric, channel, team, agent, label, "
-        f"{cols} "
-        f"FROM {table} WHERE grain = 1 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8{extra}",
+        f"CREATE TEMP TABLE hour_template AS SELECT {_select(table, bucket=f'{folded} AS bucket')}, {values} "
+        f"FROM {table} WHERE grain = 1 GROUP BY {_positions(table)}",
     ]
 
 
@@ -151,14 +186,16 @@ async def seed(
     """Fill the database; returns row counts and seconds per step."""
     await conn.execute("SET TIME ZONE 'UTC'")
     await conn.execute("SET max_parallel_workers_per_gather = 2")
+    # Hash aggregates in memory rather than sorts spilled to disk (seeding only).
+    await conn.execute("SET work_mem = '1GB'")
     steps: list[tuple[str, str, tuple[Any, ...]]] = [
         ("raw table", RAW, ()),
         ("raw facts (24 h)", FACTS, (start, end, per_day)),
         ("raw index", "CREATE INDEX ON bench_events (tenant, occurred_at)", ()),
-        *((f"minute buckets {i + 1}/4", sql, ()) for i, sql in enumerate(_minute_statements())),
-        ("minute history (previous 24 h)", _shift("kpi_counts", "kpi_counts", 0, 1), ()),
-        ("minute history hist (previous 24 h)", _shift("kpi_hist", "kpi_hist", 0, 1), ()),
     ]
+    for table in BUCKET_TABLES:
+        steps += [(f"{table} minutes {i + 1}/2", sql, ()) for i, sql in enumerate(_minute_statements(table))]
+        steps.append((f"{table} minute history (previous 24 h)", _shift(table, table, 0, 1), ()))
     seconds: dict[str, float] = {}
     for name, sql, params in steps:
         started = time.perf_counter()
@@ -166,15 +203,13 @@ async def seed(
         seconds[name] = round(time.perf_counter() - started, 1)
         log(f"  seeded {name} in {seconds[name]}s")
     # Hours from the 24 h of raw minutes only (not the shifted copy), then shifted back.
-    for table in ("kpi_counts", "kpi_hist"):
-        extra = ", idx" if table == "kpi_hist" else ""
-        first_hour = start.replace(minute=0, second=0, microsecond=0)
+    first_hour = start.replace(minute=0, second=0, microsecond=0)
+    for table in BUCKET_TABLES:
         for name, sqls in (
-            (f"{table} hours", [_rollup(table, 0, 1, "hour", extra).replace(
-                "WHERE grain = 0", f"WHERE grain = 0 AND bucket >= '{start.isoformat()}'")]),
+            (f"{table} hours", [_rollup(table, 0, 1, "hour", since=start)]),
             (f"{table} hour history ({history_days - 1} days)", [
                 *_hour_template(table, first_hour), _shift(table, "hour_template", 1, history_days - 1)]),
-            (f"{table} days", [_rollup(table, 1, 2, "day", extra)]),
+            (f"{table} days", [_rollup(table, 1, 2, "day")]),
         ):  # fmt: skip
             started = time.perf_counter()
             for sql in sqls:
@@ -182,15 +217,14 @@ async def seed(
             seconds[name] = round(time.perf_counter() - started, 1)
             log(f"  seeded {name} in {seconds[name]}s")
     started = time.perf_counter()
-    await conn.execute("VACUUM ANALYZE kpi_counts")
-    await conn.execute("VACUUM ANALYZE kpi_hist")
-    await conn.execute("VACUUM ANALYZE bench_events")
+    for table in (*BUCKET_TABLES, "bench_events"):
+        await conn.execute(f"VACUUM ANALYZE {table}")
     seconds["vacuum analyze"] = round(time.perf_counter() - started, 1)
     rows = {
         "bench_events": await conn.fetchval("SELECT count(*) FROM bench_events"),
         **{
             f"{table} grain {g}": n
-            for table in ("kpi_counts", "kpi_hist")
+            for table in BUCKET_TABLES
             for g, n in await conn.fetch(f"SELECT grain, count(*) FROM {table} GROUP BY grain ORDER BY 1")
         },
         "size_mb": round(await conn.fetchval("SELECT pg_database_size(current_database())") / 2**20),

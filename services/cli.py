@@ -178,12 +178,74 @@ def simulate(
         str, typer.Option(help="Base URL of the ingest service.")
     ] = "http://127.0.0.1:8081",
     seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable run.")] = None,
-    record: Annotated[Path | None, typer.Option(help="Write every event sent, as JSON lines, here.")] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the run, every story and every delivery with ingest's answer here (JSON lines); "
+            "with --canonical also the canonical events ingest accepted, for `supportpulse verify`."
+        ),
+    ] = None,
+    canonical: Annotated[
+        bool,
+        typer.Option(
+            "--canonical/--vendor",
+            help="Send each delivery's canonical events to POST /v1/events (the tenant needs the generic "
+            "connector) instead of the vendor webhook, so a recording holds exactly what Kafka got.",
+        ),
+    ] = False,
+    stories: Annotated[
+        int,
+        typer.Option(help="Start at most this many conversations and calls, then finish them (0: no limit)."),
+    ] = 0,
+    backlog: Annotated[
+        bool,
+        typer.Option(
+            help="Replay --stories as a backlog: event times at --rate per second ending 6 h ago, sent in "
+            "event-time order as fast as --concurrency allows (--duration is ignored)."
+        ),
+    ] = False,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 64,
 ) -> None:
     """Send realistic Chatwoot, Twilio and Asterisk traffic to the ingest service."""
     from services.simulator.cli import run
 
-    run(rate=rate, duration=duration, tenant=tenant, ingest_url=ingest_url, seed=seed, record=record)
+    run(
+        rate=rate,
+        duration=duration,
+        tenant=tenant,
+        ingest_url=ingest_url,
+        seed=seed,
+        record=record,
+        canonical=canonical,
+        stories=stories,
+        backlog=backlog,
+        concurrency=concurrency,
+    )
+
+
+@app.command()
+def verify(
+    recording: Annotated[Path, typer.Argument(help="A recording of `simulate --canonical --record`.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant whose rows to compare (default: the recording's).")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Poll up to this many seconds while the aggregator catches up.")
+    ] = 0.0,
+) -> None:
+    """Compare the KPIs in Postgres (day rows) with the reference computed from a recording.
+
+    Counts must be equal, duration quantiles within the histograms' 1 %.
+    Read-only; exits 1 on any difference.
+    Thresholds come from SUPPORTPULSE_AGGREGATOR_*, as the aggregator's do.
+    """
+    from services.simulator.verify import run as run_verify
+    from shared.settings import CommonSettings
+
+    result = run_verify(recording, CommonSettings().database_dsn, tenant, wait)
+    typer.echo(result.summary())
+    if not result.ok:
+        raise typer.Exit(code=1)
 
 
 @app.command()

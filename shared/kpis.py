@@ -42,7 +42,7 @@ MEASURES: Final[dict[str, Measure]] = {
     for m in (
         _m("conversations_created", C, "Conversations created."),
         _m("conversations_resolved", C, "Resolve events (a conversation resolved twice counts twice)."),
-        _m("conversations_reopened", C, "Moves from resolved back to open or pending."),
+        _m("conversations_reopened", C, "Moves from resolved back to open, pending or snoozed."),
         _m("first_resolutions", C, "Conversations resolved for the first time."),
         _m("one_touch_resolutions", C, "First resolutions with at most one public human-agent message."),
         _m(
@@ -52,7 +52,7 @@ MEASURES: Final[dict[str, Measure]] = {
         ),
         _m("messages_inbound", C, "Public messages from customers."),
         _m("messages_outbound", C, "Public messages typed by human agents (no bots, automation or notes)."),
-        _m("messages_bot", C, "Public messages from bots."),
+        _m("messages_bot", C, "Public messages from bots (either direction)."),
         _m(
             "first_response_seconds",
             D,

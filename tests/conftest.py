@@ -34,7 +34,10 @@ async def migrated_database(base_settings: CommonSettings) -> AsyncIterator[str]
 async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the session database; the bucket tables are emptied before each test."""
     conn = await asyncpg.connect(driver_dsn(migrated_database))
-    await conn.execute("TRUNCATE kpi_counts, kpi_hist, conversations, consumer_offsets, quarantined_events")
+    await conn.execute(
+        "TRUNCATE kpi_counts, kpi_hist, kpi_counts_by_team, kpi_counts_by_channel, kpi_hist_by_channel, "
+        "conversations, consumer_offsets, quarantined_events"
+    )
     try:
         yield conn
     finally:

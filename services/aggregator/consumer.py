@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -24,6 +25,9 @@ from services.aggregator.settings import AggregatorSettings
 from services.aggregator.store import Fenced
 
 log = logging.getLogger(__name__)
+
+# What a database outage looks like to asyncpg: refused or dropped connections, server errors.
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 # Minute buckets past retention are deleted this often (the delete is idempotent, so several
 # aggregators doing it is harmless).
@@ -181,25 +185,39 @@ class AggregatorLoop:
             async with self._lock:
                 records = {tp.partition: recs for tp, recs in batch.items() if tp.topic == self.topic}
                 self._note_positions(records)
-                if records:
-                    await self.engine.process(records)
                 now = time.monotonic()
-                if now - last_timers >= self.settings.aggregator_timer_interval_seconds:
-                    last_timers = now
-                    await self.engine.run_timers()
-                if now - last_purge >= PURGE_INTERVAL_SECONDS:
-                    last_purge = now
-                    horizon = time.time() - self.settings.minute_retention_hours * 3600
-                    removed = await self.engine.store.purge_minutes(horizon)
-                    if removed:
-                        log.info(
-                            "retention: removed %d minute-bucket rows older than %s",
-                            removed,
-                            time.strftime("%Y-%m-%d %H:%M", time.gmtime(horizon)),
-                        )
+                try:
+                    if records:
+                        await self.engine.process(records)
+                    if now - last_timers >= self.settings.aggregator_timer_interval_seconds:
+                        last_timers = now
+                        await self.engine.run_timers()
+                    if now - last_purge >= PURGE_INTERVAL_SECONDS:
+                        last_purge = now
+                        await self._purge()
+                except DATABASE_ERRORS as exc:
+                    # Postgres went away mid-batch (loading state, the timer query): what was
+                    # processed since the last commit is redone from the stored offsets once it
+                    # is back, exactly as after a failed flush.
+                    self.heartbeat.last_flush_ok = None
+                    self.engine.metrics.flush_failures.inc()
+                    log.warning("database unavailable while processing (%s); resuming from Postgres", exc)
+                    if await self._settle():
+                        await self._resync()
+                    continue
                 if now - last_flush >= interval or len(self.engine.deltas.counts) > 50_000:
                     last_flush = now
                     await self._flush(background=True)
+
+    async def _purge(self) -> None:
+        horizon = time.time() - self.settings.minute_retention_hours * 3600
+        removed = await self.engine.store.purge_minutes(horizon)
+        if removed:
+            log.info(
+                "retention: removed %d minute-bucket rows older than %s",
+                removed,
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(horizon)),
+            )
 
     def _note_positions(self, records: dict[int, list[object]]) -> None:
         now = time.time()

@@ -32,7 +32,16 @@ from shared.kafka import partitions_of
 
 log = logging.getLogger(__name__)
 
-SWAPPED = ("kpi_counts", "kpi_hist", "conversations", "consumer_offsets")
+# The rollups are rebuilt by the same flushes as the detail rows and must swap in with them.
+SWAPPED = (
+    "kpi_counts",
+    "kpi_hist",
+    "kpi_counts_by_team",
+    "kpi_counts_by_channel",
+    "kpi_hist_by_channel",
+    "conversations",
+    "consumer_offsets",
+)
 _SCHEMA_NAME = re.compile(r"replay_[0-9a-f]{8}")
 
 

@@ -17,19 +17,61 @@ from services.aggregator.conversation import Conversation, dump, load
 from services.aggregator.deltas import RowKey
 from services.aggregator.sla import Outbox
 
+# The detail rows, then the rollups (shared/db/schema.py) summed from the same parameters in
+# SQL: the arrays are encoded and sent once (encoding is a large part of a flush's client
+# time, see bench/README.md), and the rollups need no Python work. Each rollup INSERT waits
+# for the one before it (the scalar subqueries over their RETURNING rows are evaluated first),
+# and each inserts in key order, so concurrent flushes lock rows table by table in one order
+# and cannot deadlock; without the waits the order in which the parts of a WITH run is
+# unspecified.
 _UPSERT_COUNTS = """
-INSERT INTO kpi_counts AS k (tenant, grain, bucket, metric, channel, team, agent, label, count, sum)
-SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::bigint[], $10::float8[])
-ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label)
+WITH d AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::bigint[], $10::float8[])
+        AS u(tenant, grain, bucket, metric, channel, team, agent, label, count, sum)
+), detail AS (
+    INSERT INTO kpi_counts AS k (tenant, grain, bucket, metric, channel, team, agent, label, count, sum)
+    SELECT * FROM d
+    ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label)
+    DO UPDATE SET count = k.count + EXCLUDED.count, sum = k.sum + EXCLUDED.sum
+    RETURNING 1
+), by_team AS (
+    INSERT INTO kpi_counts_by_team AS k (tenant, grain, bucket, metric, channel, team, label, count, sum)
+    SELECT tenant, grain, bucket, metric, channel, team, label, sum(count), sum(sum) FROM d
+    WHERE (SELECT count(*) FROM detail) >= 0
+    GROUP BY tenant, grain, bucket, metric, channel, team, label
+    ORDER BY tenant, grain, bucket, metric, channel, team, label
+    ON CONFLICT (tenant, grain, bucket, metric, channel, team, label)
+    DO UPDATE SET count = k.count + EXCLUDED.count, sum = k.sum + EXCLUDED.sum
+    RETURNING 1
+)
+INSERT INTO kpi_counts_by_channel AS k (tenant, label, grain, bucket, metric, channel, count, sum)
+SELECT tenant, label, grain, bucket, metric, channel, sum(count), sum(sum) FROM d
+WHERE (SELECT count(*) FROM by_team) >= 0
+GROUP BY tenant, label, grain, bucket, metric, channel
+ORDER BY tenant, label, grain, bucket, metric, channel
+ON CONFLICT (tenant, label, grain, bucket, metric, channel)
 DO UPDATE SET count = k.count + EXCLUDED.count, sum = k.sum + EXCLUDED.sum
 """
 
 _UPSERT_HIST = """
-INSERT INTO kpi_hist AS h (tenant, grain, bucket, metric, channel, team, agent, label, idx, count)
-SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::int[], $10::bigint[])
-ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label, idx)
+WITH d AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::int[], $10::bigint[])
+        AS u(tenant, grain, bucket, metric, channel, team, agent, label, idx, count)
+), detail AS (
+    INSERT INTO kpi_hist AS h (tenant, grain, bucket, metric, channel, team, agent, label, idx, count)
+    SELECT * FROM d
+    ON CONFLICT (tenant, grain, bucket, metric, channel, team, agent, label, idx)
+    DO UPDATE SET count = h.count + EXCLUDED.count
+    RETURNING 1
+)
+INSERT INTO kpi_hist_by_channel AS h (tenant, label, grain, bucket, metric, channel, idx, count)
+SELECT tenant, label, grain, bucket, metric, channel, idx, sum(count) FROM d
+WHERE (SELECT count(*) FROM detail) >= 0
+GROUP BY tenant, label, grain, bucket, metric, channel, idx
+ORDER BY tenant, label, grain, bucket, metric, channel, idx
+ON CONFLICT (tenant, label, grain, bucket, metric, channel, idx)
 DO UPDATE SET count = h.count + EXCLUDED.count
 """
 
@@ -57,6 +99,15 @@ FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(p, expecte
 WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = u.p AND o.next_offset = u.expected
   AND o.epoch = u.epoch
 """
+
+# Retention applies to every bucket table alike (the rollups' minutes are sums of the detail's).
+_PURGE_MINUTES = (
+    "DELETE FROM kpi_counts WHERE grain = 0 AND bucket < $1",
+    "DELETE FROM kpi_hist WHERE grain = 0 AND bucket < $1",
+    "DELETE FROM kpi_counts_by_team WHERE grain = 0 AND bucket < $1",
+    "DELETE FROM kpi_counts_by_channel WHERE grain = 0 AND bucket < $1",
+    "DELETE FROM kpi_hist_by_channel WHERE grain = 0 AND bucket < $1",
+)
 
 
 class Fenced(Exception):
@@ -138,10 +189,12 @@ class Store:
     async def purge_minutes(self, before: float) -> int:
         """Delete minute buckets older than ``before`` (epoch seconds); hour and day buckets stay."""
         cutoff = _ts(before)
+        removed = 0
         async with self.pool.acquire() as conn:
-            counts = await conn.execute("DELETE FROM kpi_counts WHERE grain = 0 AND bucket < $1", cutoff)
-            hist = await conn.execute("DELETE FROM kpi_hist WHERE grain = 0 AND bucket < $1", cutoff)
-        return int(counts.rsplit(" ", 1)[1]) + int(hist.rsplit(" ", 1)[1])
+            for statement in _PURGE_MINUTES:
+                status = await conn.execute(statement, cutoff)
+                removed += int(status.rsplit(" ", 1)[1])
+        return removed
 
     async def flush(
         self,

@@ -77,6 +77,9 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
     answered_at: float | None = None
     left_queue_at: float | None = None
     aht_done: bool = False
+    # Transferred after the answer: the queue's part is over even if no end ever follows
+    # (Asterisk's queue_log has none after a TRANSFER).
+    transferred: bool = False
     # survey_id -> the latest answer's order key, so a re-rating replaces the first
     surveys: dict[str, tuple[float, int, str]] = msgspec.field(default_factory=dict)
     # What the SLA clocks need: (time, new status) changes, and the customer's turns after
@@ -88,7 +91,9 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
     def closed(self) -> bool:
         """Nothing more is expected soon: the state may leave memory (it stays in Postgres)."""
         if self.is_call:
-            return self.left_queue_at is not None and (self.answered_at is None or self.aht_done)
+            return self.left_queue_at is not None and (
+                self.answered_at is None or self.aht_done or self.transferred
+            )
         return self.status == "resolved"
 
     @property
@@ -191,6 +196,9 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
     def _message(self, ev: Step, out: list[Fact]) -> None:
         if ev.private:
             return
+        if ev.author == "bot":
+            self._fact(out, "messages_bot", ev.t)
+            return
         if ev.direction == "inbound" and ev.author == "customer":
             self._fact(out, "messages_inbound", ev.t)
             if self.first_inbound_at is None:
@@ -200,9 +208,6 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
                 self.turns.append((ev.t, None, ""))
             return
         if ev.direction != "outbound":
-            return
-        if ev.author == "bot":
-            self._fact(out, "messages_bot", ev.t)
             return
         if ev.author != "agent" or ev.automated is not None:
             return
@@ -263,6 +268,8 @@ class Walk(msgspec.Struct, kw_only=True, gc=False):  # no cycles: see Conversati
             self._fact(out, "abandon_wait_seconds", ev.t, wait)
             if wait < rules.short_abandon_seconds:
                 self._fact(out, "calls_short_abandoned", ev.t)
+        elif action == "transferred" and self.answered_at is not None:
+            self.transferred = True
         elif action == "ended" and self.answered_at is not None and not self.aht_done:
             self.aht_done = True
             handle = (ev.talk_seconds or 0.0) + (ev.hold_seconds or 0.0) + (ev.wrap_seconds or 0.0)

@@ -17,7 +17,13 @@ from datetime import datetime
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 
 from services.ingest.partitioner import KeyPartitioner
 from services.ingest.settings import IngestSettings
@@ -56,6 +62,10 @@ class RawRecord(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
 
 
+# Errors after which an idempotent producer never succeeds again: it must be replaced.
+_FATAL = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced)
+
+
 class Publisher:
     """Owns the Kafka producer; connects in the background so the service starts without Kafka.
 
@@ -69,6 +79,8 @@ class Publisher:
         self._partitioner = KeyPartitioner()
         self.produce_timeout = settings.ingest_produce_timeout_seconds
         self._connector: asyncio.Task[None] | None = None
+        # Producers replaced after a fatal error (see _replace).
+        self.replaced = 0
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -166,13 +178,38 @@ class Publisher:
                 for future in futures:
                     await future
         except (KafkaError, TimeoutError) as exc:
+            fatal = isinstance(exc, _FATAL)
             for future in futures:
                 if not future.done():
                     future.cancel()
                 elif not future.cancelled():
-                    future.exception()  # marks a failure retrieved: asyncio would log it otherwise
+                    # Retrieved, or asyncio would log it; a fatal one may be any of them.
+                    fatal = fatal or isinstance(future.exception(), _FATAL)
+            if fatal:
+                self._replace(producer, exc)
             raise Unavailable(str(exc) or type(exc).__name__) from exc
         return time.perf_counter() - started
+
+    def _replace(self, broken: AIOKafkaProducer, exc: BaseException) -> None:
+        """Swap a producer whose idempotence state is broken for a new one, in the background.
+
+        After a broker restart aiokafka's idempotent producer can be left with sequence numbers
+        the broker refuses (OutOfOrderSequenceNumber) on every send, for good. Requests get 503
+        (not ready) until the new producer is connected; nothing unacknowledged was answered 202.
+        """
+        current = self.producer
+        if current is None or current is not broken:
+            return  # another request already replaced it
+        log.warning("kafka producer unusable (%s: %s); starting a new one", type(exc).__name__, exc)
+        self.producer = None
+        self.replaced += 1
+
+        async def swap() -> None:
+            with contextlib.suppress(KafkaError, OSError):
+                await current.stop()
+            await self._connect()
+
+        self._connector = asyncio.create_task(swap(), name="kafka-reconnect")
 
     async def _send_events(
         self, producer: AIOKafkaProducer, events: Sequence[Event], futures: list[asyncio.Future[object]]

@@ -21,6 +21,7 @@ import orjson
 from services.simulator.roster import sid
 from services.simulator.story import ASTERISK, CHATWOOT, TWILIO, Delivery
 from services.simulator.vendors import asterisk, chatwoot, twilio
+from shared.events import Event
 from shared.tenants import DEFAULT_FILE, TenantsConfig, load_tenants
 
 
@@ -37,6 +38,8 @@ class Credentials:
     # Twilio signs the URL configured at Twilio, which a proxy may make differ from ours.
     twilio_public_url: str | None = None
     ingest_token: str | None = None
+    # The generic endpoint (POST /v1/events with the ingest token): canonical mode.
+    canonical: bool = False
 
     @classmethod
     def from_tenants(cls, tenants: TenantsConfig, name: str) -> Credentials:
@@ -60,10 +63,11 @@ class Credentials:
             fields["twilio_public_url"] = tw.get("public_url")
         if ASTERISK in sections and token:
             connectors.add(ASTERISK)
-        if not connectors:
+        fields["canonical"] = "generic" in sections and token is not None
+        if not connectors and not fields["canonical"]:
             raise ValueError(
-                f"tenant {name!r} has no connector the simulator can use "
-                "(needs chatwoot secret/unsigned, twilio auth_token, or asterisk with an ingest_token)"
+                f"tenant {name!r} has no connector the simulator can use (needs chatwoot "
+                "secret/unsigned, twilio auth_token, asterisk or generic with an ingest_token)"
             )
         return cls(tenant=name, connectors=frozenset(connectors), **fields)
 
@@ -90,6 +94,8 @@ class Prepared:
     headers: Mapping[str, str]
     summary: Mapping[str, Any] = field(default_factory=dict)
     chatwoot_secret: bytes | None = None
+    # Canonical mode: the events in the body, recorded with ingest's ids once accepted.
+    events: tuple[Event, ...] = ()
 
     def headers_at(self, now: float) -> dict[str, str]:
         """Headers for an attempt sent at ``now`` (epoch seconds)."""

@@ -49,7 +49,9 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 class Component(abc.ABC):
     name: ClassVar[str]
-    ports: ClassVar[tuple[int, ...]]
+    # The class sets the default ports; an instance may be given others (Kafka and Postgres take
+    # them as constructor arguments, so a private broker can run beside the shared one).
+    ports: tuple[int, ...]
     startup_timeout: ClassVar[float] = 60.0
     stop_timeout: ClassVar[float] = 30.0
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM

@@ -17,12 +17,13 @@ from services.stack import process
 from services.stack.commands import run
 from services.stack.component import Component
 from services.stack.errors import InstallError, StackError
-from services.stack.paths import DEPLOY_DIR
+from services.stack.paths import DEPLOY_DIR, StackPaths
 
 log = logging.getLogger("supportpulse.stack")
 
 KAFKA_VERSION = "4.1.1"
-BOOTSTRAP = "127.0.0.1:19092"
+PORT = 19092
+BOOTSTRAP = f"127.0.0.1:{PORT}"
 CONTROLLER_PORT = 19093
 POM = DEPLOY_DIR / "kafka" / "pom.xml"
 JAVA_PACKAGE = "openjdk-17-jre-headless"
@@ -74,11 +75,25 @@ def find_java() -> str | None:
 
 class Kafka(Component):
     name: ClassVar[str] = "kafka"
-    ports: ClassVar[tuple[int, ...]] = (19092, CONTROLLER_PORT)
+    ports = (PORT, CONTROLLER_PORT)
     # JVM start, log recovery after an unclean stop and the first metadata load are slow on 2 cores.
     startup_timeout: ClassVar[float] = 180.0
     # A clean shutdown avoids log recovery on the next start; give it time before SIGKILL.
     stop_timeout: ClassVar[float] = 60.0
+
+    def __init__(
+        self, paths: StackPaths, *, port: int = PORT, controller_port: int = CONTROLLER_PORT
+    ) -> None:
+        super().__init__(paths)
+        self.ports = (port, controller_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{process.HOST}:{self.ports[0]}"
+
+    @property
+    def controller_port(self) -> int:
+        return self.ports[1]
 
     @property
     def home(self) -> Path:
@@ -152,10 +167,10 @@ class Kafka(Component):
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@{host}:{CONTROLLER_PORT}",
+            "controller.quorum.voters": f"1@{host}:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
-            "listeners": f"PLAINTEXT://{BOOTSTRAP},CONTROLLER://{host}:{CONTROLLER_PORT}",
-            "advertised.listeners": f"PLAINTEXT://{BOOTSTRAP}",
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data),
@@ -246,7 +261,7 @@ class Kafka(Component):
         _silence_aiokafka_during_probes()
         token = _probing.set(True)
         try:
-            admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
             try:
                 await admin.start()
                 await admin.list_topics()

@@ -21,6 +21,7 @@ from services.stack import process
 from services.stack.commands import as_user, run
 from services.stack.component import Component, ComponentStatus, run_coroutine
 from services.stack.errors import CommandError, ComponentDiedError, StackError
+from services.stack.paths import StackPaths
 from shared.db import driver_dsn
 
 log = logging.getLogger("supportpulse.stack")
@@ -30,7 +31,13 @@ APP_USER = "supportpulse"
 APP_PASSWORD = "supportpulse"  # noqa: S105 - fixed credential of a local test database
 APP_DATABASE = "supportpulse"
 SUPERUSER = "postgres"
-DATABASE_URL = f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{PORT}/{APP_DATABASE}"
+
+
+def app_database_url(port: int) -> str:
+    return f"postgresql+asyncpg://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/{APP_DATABASE}"
+
+
+DATABASE_URL = app_database_url(PORT)
 DATABASE_URL_ENV = "SUPPORTPULSE_DATABASE_URL"
 PG_ROOT = Path("/usr/lib/postgresql")
 # Used when the Debian `postgres` user does not exist (e.g. binaries installed some other way).
@@ -67,13 +74,22 @@ def find_bin_dir(version: str | None = None) -> Path | None:
 
 class Postgres(Component):
     name: ClassVar[str] = "postgres"
-    ports: ClassVar[tuple[int, ...]] = (PORT,)
+    ports = (PORT,)
     startup_timeout: ClassVar[float] = 90.0
     # SIGTERM is Postgres' "smart" shutdown, which waits for every client to disconnect (the app keeps
     # pools open); SIGINT is "fast": roll back open transactions and checkpoint. SIGQUIT is "immediate".
     stop_signal: ClassVar[signal.Signals] = signal.SIGINT
     stop_escalation: ClassVar[tuple[signal.Signals, ...]] = (signal.SIGQUIT, signal.SIGKILL)
     stop_timeout: ClassVar[float] = 60.0
+
+    def __init__(self, paths: StackPaths, *, port: int = PORT) -> None:
+        super().__init__(paths)
+        self.ports = (port,)
+
+    @property
+    def database_url(self) -> str:
+        """The app's database on this server (SQLAlchemy URL)."""
+        return app_database_url(self.port)
 
     @property
     def home(self) -> Path:
@@ -174,7 +190,7 @@ class Postgres(Component):
     def render_config(self) -> str:
         settings = {
             "listen_addresses": "'127.0.0.1'",
-            "port": str(PORT),
+            "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
             "max_connections": "200",
             "shared_buffers": "256MB",
@@ -192,7 +208,7 @@ class Postgres(Component):
     def prepare(self) -> None:
         user = self._ensure_os_user()
         bin_dir = self.bin_dir()
-        socket_path = self.socket_dir / f".s.PGSQL.{PORT}"
+        socket_path = self.socket_dir / f".s.PGSQL.{self.port}"
         if len(str(socket_path)) > MAX_SOCKET_PATH:
             raise StackError(
                 f"the Postgres socket path {socket_path} is longer than {MAX_SOCKET_PATH} bytes; "
@@ -248,12 +264,12 @@ class Postgres(Component):
         super().clear_stale_state()
         # After a crash or reboot the lock files may name a pid that now belongs to an unrelated process;
         # Postgres would then refuse to start ("lock file already exists"), so drop locks that are not ours.
-        for lock in (self.data / "postmaster.pid", self.socket_dir / f".s.PGSQL.{PORT}.lock"):
+        for lock in (self.data / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"):
             pid = process.read_pid(lock)
             if lock.exists() and (pid is None or not process.is_ours(pid, self.marker)):
                 log.info("%s: removing stale lock file %s", self.name, lock)
                 lock.unlink(missing_ok=True)
-        (self.socket_dir / f".s.PGSQL.{PORT}").unlink(missing_ok=True)
+        (self.socket_dir / f".s.PGSQL.{self.port}").unlink(missing_ok=True)
 
     # --- run ----------------------------------------------------------------------------------------------
 
@@ -268,7 +284,7 @@ class Postgres(Component):
     def launch(self) -> int:
         user = self.os_user
         # pg_ctl hands these to /bin/sh, hence the quoting.
-        server_opts = f"-p {PORT} -k {shlex.quote(str(self.socket_dir))} -c listen_addresses=127.0.0.1"
+        server_opts = f"-p {self.port} -k {shlex.quote(str(self.socket_dir))} -c listen_addresses=127.0.0.1"
         args = as_user(
             user,
             [
@@ -310,7 +326,7 @@ class Postgres(Component):
         while True:
             try:
                 return await asyncpg.connect(
-                    host=str(self.socket_dir), port=PORT, user=SUPERUSER, database="postgres", timeout=5
+                    host=str(self.socket_dir), port=self.port, user=SUPERUSER, database="postgres", timeout=5
                 )
             except (OSError, asyncpg.PostgresError):
                 if time.monotonic() > deadline:
@@ -333,7 +349,7 @@ class Postgres(Component):
             await conn.close()
 
     async def probe(self) -> None:
-        await probe_url(DATABASE_URL)
+        await probe_url(self.database_url)
 
 
 async def probe_url(url: str) -> None:

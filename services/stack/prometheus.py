@@ -77,7 +77,7 @@ async def _ready(url: str) -> None:
 
 class Prometheus(Component):
     name: ClassVar[str] = "prometheus"
-    ports: ClassVar[tuple[int, ...]] = (PROMETHEUS_PORT,)
+    ports = (PROMETHEUS_PORT,)
     startup_timeout: ClassVar[float] = 90.0
 
     @property
@@ -114,7 +114,7 @@ class Prometheus(Component):
 
 class Alertmanager(Component):
     name: ClassVar[str] = "alertmanager"
-    ports: ClassVar[tuple[int, ...]] = (ALERTMANAGER_PORT,)
+    ports = (ALERTMANAGER_PORT,)
     startup_timeout: ClassVar[float] = 60.0
 
     @property

@@ -22,6 +22,7 @@ from tests.aggregator.kafka_helpers import (
     wait_for,
 )
 from tests.aggregator.test_consumer import RULE_OVERRIDES, expected_totals, same
+from tests.aggregator.test_rollups import assert_rollups_are_sums_of_details
 from tests.factories import random_timelines
 
 pytestmark = [pytest.mark.integration]
@@ -63,6 +64,8 @@ async def test_replay_under_a_live_aggregator_then_with_a_new_threshold(
             live.stop()
             await task
         assert live.engine.metrics.fenced._value.get() >= 1
+    # The rollups were rebuilt and swapped in with the detail rows, and kept up after the swap.
+    await assert_rollups_are_sums_of_details(db)
 
     # A new service-level threshold rewrites history when replayed.
     relaxed = aggregator_settings(
@@ -80,3 +83,5 @@ async def test_replay_under_a_live_aggregator_then_with_a_new_threshold(
     rules = Rules(service_level_seconds=60.0, first_response_targets=(("chat", 300.0), ("email", 3600.0)))
     assert same(await day_totals(db), totals(facts(events, now=time.time(), rules=rules)))
     assert await db.fetchval("SELECT count(DISTINCT epoch) FROM consumer_offsets") == 1
+    await assert_rollups_are_sums_of_details(db)
+    assert await db.fetchval("SELECT count(*) FROM kpi_counts_by_channel") > 0

@@ -71,9 +71,12 @@ async def test_purge_removes_only_minute_buckets_older_than_retention(
     hist = [(("t1", 0, old, "asa_seconds", "phone", "q", "", ""), 150, 1)]
     await store.claim_offsets([0])
     await store.flush(rows, hist, [], [], {0: (-1, 1, 0)})
-    assert await store.purge_minutes(before=old + 60) == 2
-    left = await db.fetch(
-        "SELECT grain, extract(epoch FROM bucket)::bigint AS b FROM kpi_counts ORDER BY grain, b"
-    )
-    assert [(r["grain"], r["b"]) for r in left] == [(0, recent), (1, old)]
-    assert await db.fetchval("SELECT count(*) FROM kpi_hist") == 0
+    # One old minute of counts at each of the three levels, one of histograms at both of theirs.
+    assert await store.purge_minutes(before=old + 60) == 5
+    for table in ("kpi_counts", "kpi_counts_by_team", "kpi_counts_by_channel"):
+        left = await db.fetch(
+            f"SELECT grain, extract(epoch FROM bucket)::bigint AS b FROM {table} ORDER BY grain, b"  # noqa: S608
+        )
+        assert [(r["grain"], r["b"]) for r in left] == [(0, recent), (1, old)], table
+    for table in ("kpi_hist", "kpi_hist_by_channel"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608

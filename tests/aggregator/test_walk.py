@@ -219,3 +219,27 @@ def test_a_full_timeline_refuses_more_events_instead_of_forgetting_old_ones(
         apply(conv, to_step(t.events[3]), RULES, changes)
     assert len(conv.timeline) == 3
     assert not apply(conv, to_step(t.events[0]), RULES, changes)  # a duplicate is still just a duplicate
+
+
+def test_a_call_transferred_after_its_answer_is_closed_without_an_end() -> None:
+    from services.aggregator.walk import Walk, replay
+    from tests.aggregator.helpers import to_step
+
+    # Asterisk writes no end after a TRANSFER: the call must still be able to leave memory.
+    t = Timeline("tr", channel="phone").queued(0).answered(10, wait=10)
+    t.add("call.transferred", 60)
+    steps = [to_step(e) for e in t.events]
+    walk, _ = replay([((s.t, i, s.id), s) for i, s in enumerate(steps)], RULES)
+    assert walk.closed
+    # Answered and not yet ended or transferred: still open.
+    open_call, _ = replay([((s.t, i, s.id), s) for i, s in enumerate(steps[:2])], RULES)
+    assert isinstance(open_call, Walk) and not open_call.closed
+
+
+def test_reopen_to_snoozed_counts_and_bot_messages_count_in_either_direction() -> None:
+    t = Timeline("rs").created(0).customer(0).agent(10).status(20, "resolved").status(30, "snoozed")
+    t.add("message.created", 40, direction="inbound", author="bot")
+    t.bot(50)
+    got = totals(facts(t.events))
+    assert got["conversations_reopened"] == (1, 1.0)
+    assert got["messages_bot"] == (2, 2.0)

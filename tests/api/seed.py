@@ -86,8 +86,22 @@ class Buckets:
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             [(*key, idx, c) for (key, idx), c in self.hist.items()],
         )
+        # The rollups hold the detail rows' sums, as the aggregator's flush writes them.
+        for statement in ROLLUPS:
+            await conn.execute(statement)
 
 
+ROLLUPS = (
+    "INSERT INTO kpi_counts_by_team (tenant, grain, bucket, metric, channel, team, label, count, sum) "
+    "SELECT tenant, grain, bucket, metric, channel, team, label, sum(count), sum(sum) FROM kpi_counts "
+    "GROUP BY tenant, grain, bucket, metric, channel, team, label",
+    "INSERT INTO kpi_counts_by_channel (tenant, label, grain, bucket, metric, channel, count, sum) "
+    "SELECT tenant, label, grain, bucket, metric, channel, sum(count), sum(sum) FROM kpi_counts "
+    "GROUP BY tenant, label, grain, bucket, metric, channel",
+    "INSERT INTO kpi_hist_by_channel (tenant, label, grain, bucket, metric, channel, idx, count) "
+    "SELECT tenant, label, grain, bucket, metric, channel, idx, sum(count) FROM kpi_hist "
+    "GROUP BY tenant, label, grain, bucket, metric, channel, idx",
+)
 
 
 def seed_buckets() -> Buckets:

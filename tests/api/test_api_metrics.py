@@ -238,7 +238,13 @@ async def test_database_down(app_factory: Callable[..., FastAPI], caplog: pytest
 
 CLOSED_DAY = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # beyond minute retention: day and hour rows
 BREACHES = "supportpulse_sla_breaches_total"
-KPI_TABLES = ("kpi_counts", "kpi_hist")
+KPI_TABLES = (
+    "kpi_counts",
+    "kpi_hist",
+    "kpi_counts_by_team",
+    "kpi_counts_by_channel",
+    "kpi_hist_by_channel",
+)
 
 
 def breach_buckets(*, later: bool = False) -> Buckets:

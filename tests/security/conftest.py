@@ -49,7 +49,8 @@ async def acme_only(seeded: str) -> AsyncIterator[str]:
         source = await asyncpg.connect(driver_dsn(seeded))
         target = await asyncpg.connect(driver_dsn(url))
         try:
-            for table in ("kpi_counts", "kpi_hist", "conversations"):
+            tables = ("kpi_counts", "kpi_hist", "kpi_counts_by_team", "kpi_counts_by_channel")
+            for table in (*tables, "kpi_hist_by_channel", "conversations"):
                 rows = await source.fetch(f"SELECT * FROM {table} WHERE tenant = $1", "acme")  # noqa: S608 - constant names
                 await target.copy_records_to_table(table, records=rows, columns=list(rows[0].keys()))
             await target.execute("ANALYZE")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.api.deps import Conn, State, Tenant
 from services.api.errors import AUTH_RESPONSES, invalid
+from services.api.kpis.cache import ANSWERS
 from services.api.kpis.params import WindowArgs, filters, group_by, kpi_window, window_args
 from services.api.kpis.repository import BucketQuery, Filters, fetch_counts, fetch_hist
 from services.api.kpis.schemas import AgentsResponse, KpisResponse, TimeseriesResponse
@@ -43,16 +44,20 @@ async def get_kpis(
     dims: Annotated[tuple[str, ...], Depends(group_by)],
 ) -> dict[str, Any]:
     q = BucketQuery((tenant.name,), window.plan, where, dims)
-    counts = await fetch_counts(conn, q)
-    hist = await fetch_hist(conn, q)
-    keys = sorted(set(counts) | set(hist)) if dims else [()]
-    groups = [
-        {
-            "group": dict(zip(dims, key, strict=True)),
-            "kpis": all_kpis(Measures.of(counts.get(key), hist.get(key))),
-        }
-        for key in keys
-    ]
+
+    async def compute() -> list[dict[str, Any]]:
+        counts = await fetch_counts(conn, q)
+        hist = await fetch_hist(conn, q)
+        keys = sorted(set(counts) | set(hist)) if dims else [()]
+        return [
+            {
+                "group": dict(zip(dims, key, strict=True)),
+                "kpis": all_kpis(Measures.of(counts.get(key), hist.get(key))),
+            }
+            for key in keys
+        ]
+
+    groups = await ANSWERS.get(conn, tenant.name, window.plan, ("kpis", q), compute)
     return {"tenant": tenant.name, "window": _window_out(window), "groups": groups}
 
 
@@ -118,14 +123,19 @@ async def get_timeseries(
     q = BucketQuery(
         (tenant.name,), window.plan, where, metrics=tuple(sorted(measures_of(definition))), step=step_delta
     )
-    counts = await fetch_counts(conn, q)
-    hist = await fetch_hist(conn, q) if needs_hist else {}
-    series = []
-    t = start
-    while t < end:
-        m = Measures.of(counts.get((t,)), hist.get((t,)))
-        series.append({"t": t, "value": stat_value(definition, stat, m)})
-        t += step_delta
+
+    async def compute() -> list[dict[str, Any]]:
+        counts = await fetch_counts(conn, q)
+        hist = await fetch_hist(conn, q) if needs_hist else {}
+        series = []
+        t = start
+        while t < end:
+            m = Measures.of(counts.get((t,)), hist.get((t,)))
+            series.append({"t": t, "value": stat_value(definition, stat, m)})
+            t += step_delta
+        return series
+
+    series = await ANSWERS.get(conn, tenant.name, window.plan, ("timeseries", q, stat), compute)
     return {
         "tenant": tenant.name,
         "kpi": kpi,
@@ -181,13 +191,18 @@ async def get_agents(
 ) -> dict[str, Any]:
     f = Filters(where.channel, where.team, where.queue, where.agent, where.label, assigned_only=True)
     q = BucketQuery((tenant.name,), window.plan, f, ("agent",), metrics=_LEADERBOARD_MEASURES)
-    counts = await fetch_counts(conn, q)
     hist_q = BucketQuery(
         (tenant.name,), window.plan, f, ("agent",), metrics=("first_response_seconds", "resolution_seconds")
     )
-    hist = await fetch_hist(conn, hist_q)
-    rows = [
-        _agent_row(key[0], Measures.of(counts.get(key), hist.get(key))) for key in set(counts) | set(hist)
-    ]
-    rows.sort(key=lambda r: (-r["handled"], r["agent"]))
+
+    async def compute() -> list[dict[str, Any]]:
+        counts = await fetch_counts(conn, q)
+        hist = await fetch_hist(conn, hist_q)
+        rows = [
+            _agent_row(key[0], Measures.of(counts.get(key), hist.get(key))) for key in set(counts) | set(hist)
+        ]
+        rows.sort(key=lambda r: (-r["handled"], r["agent"]))
+        return rows
+
+    rows = await ANSWERS.get(conn, tenant.name, window.plan, ("agents", q), compute)
     return {"tenant": tenant.name, "window": _window_out(window), "agents": rows[:limit]}
