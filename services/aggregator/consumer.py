@@ -27,7 +27,14 @@ from services.aggregator.store import Fenced
 log = logging.getLogger(__name__)
 
 # What a database outage looks like to asyncpg: refused or dropped connections, server errors.
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # e.g. "cannot switch to state 12; another operation is in progress" on a dying connection
+    asyncpg.InternalClientError,
+)
 
 # Minute buckets past retention are deleted this often (the delete is idempotent, so several
 # aggregators doing it is harmless).

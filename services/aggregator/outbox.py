@@ -78,7 +78,14 @@ class OutboxRelay:
                 try:
                     published = await self.relay_once()
                     delay = IDLE_SECONDS
-                except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (
+                    KafkaError,
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                ) as exc:
                     self.metrics.sla_relay_failed.inc()
                     log.warning("SLA outbox relay failed (%s); retrying in %.1fs", exc, delay)
                     published = 0

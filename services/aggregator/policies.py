@@ -82,7 +82,13 @@ class PolicyWatcher:
                 self._changed.clear()
                 try:
                     await self.load()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                ) as exc:
                     log.warning("cannot reload the SLA configuration yet (%s); keeping the current one", exc)
                 except StoredConfigError as exc:
                     # The API validates every write, so this means a hand edit in the tables.
